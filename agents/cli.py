@@ -1,0 +1,91 @@
+"""The ``hivebus`` command line.
+
+hivebus trace FILE [--subject PATTERN] [--json]   show a recorded run as a causation tree
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from collections.abc import Sequence
+
+import orjson
+
+from bus import HivebusError, InvalidSubject, validate_subject
+from bus.trace import build_tree, format_tree, read_trace
+
+
+def _trace(args: argparse.Namespace) -> int:
+    if args.subject is not None:
+        validate_subject(args.subject, pattern=True)
+    records = read_trace(args.file)
+    roots = build_tree(records)
+    lines = format_tree(roots, subject=args.subject)
+    by_kind = Counter(r.kind for r in records)
+    by_subject = Counter(r.subject for r in records if r.kind != "reply")
+    span = (records[-1].timestamp - records[0].timestamp) if records else 0.0
+    if args.json:
+        summary = {
+            "file": str(args.file),
+            "records": len(records),
+            "roots": len(roots),
+            "kinds": dict(by_kind),
+            "subjects": dict(by_subject),
+            "span_s": round(span, 6),
+        }
+        print(orjson.dumps(summary).decode())
+        return 0
+    for line in lines:
+        print(line)
+    print()
+    print(
+        f"{len(records)} records ({by_kind['event']} events, {by_kind['request']} requests, "
+        f"{by_kind['reply']} replies) in {len(roots)} trees over {span * 1000:.1f}ms"
+    )
+    for subject, count in by_subject.most_common(10):
+        print(f"  {count:>6}  {subject}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hivebus",
+        description="hivebus: an asyncio multi-agent runtime on a typed message bus.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    trace = commands.add_parser(
+        "trace",
+        help="show a recorded run (JSONL trace) as a causation tree with timings",
+        description=(
+            "Read a trace written by bus.TraceRecorder and print every message as a tree: "
+            "each message under the one whose handler caused it, with its offset from the "
+            "start of the run and, for requests, the time until the reply."
+        ),
+    )
+    trace.add_argument("file", help="the trace file (JSON lines)")
+    trace.add_argument(
+        "--subject", metavar="PATTERN", help="only trees whose root subject matches PATTERN"
+    )
+    trace.add_argument("--json", action="store_true", help="print a JSON summary instead")
+    trace.set_defaults(run=_trace)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``hivebus`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        code: int = args.run(args)
+    except (HivebusError, InvalidSubject) as exc:
+        print(f"hivebus {args.command}: {exc}", file=sys.stderr)
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

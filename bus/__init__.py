@@ -1,0 +1,68 @@
+"""hivebus's message bus: typed topics, fan-out, queue groups, request/reply, backpressure.
+
+It knows nothing of LLMs or agents; those are actors built on it (``agents``, ``tools``).
+"""
+
+from ._actor import Actor, Supervision, handler
+from ._bus import Bus
+from ._context import Context
+from ._message import Envelope, Message, Topic
+from ._request import ErrorReply
+from ._routing import Tap
+from ._stats import (
+    DEAD_LETTERS,
+    BusStats,
+    CloseReport,
+    DeadLetter,
+    Policy,
+    SubjectStats,
+    SubscriptionStats,
+)
+from ._stream import Stream
+from ._subjects import matches, validate_subject
+from ._subscription import Subscription
+from .errors import (
+    BufferFull,
+    BusClosed,
+    DrainTimeout,
+    HivebusError,
+    InvalidSubject,
+    NoResponders,
+    RemoteError,
+    RequestTimeout,
+)
+from .trace import TraceRecorder, read_trace
+
+__all__ = [
+    "DEAD_LETTERS",
+    "Actor",
+    "BufferFull",
+    "Bus",
+    "BusClosed",
+    "BusStats",
+    "CloseReport",
+    "Context",
+    "DeadLetter",
+    "DrainTimeout",
+    "Envelope",
+    "ErrorReply",
+    "HivebusError",
+    "InvalidSubject",
+    "Message",
+    "NoResponders",
+    "Policy",
+    "RemoteError",
+    "RequestTimeout",
+    "Stream",
+    "SubjectStats",
+    "Subscription",
+    "SubscriptionStats",
+    "Supervision",
+    "Tap",
+    "Topic",
+    "TraceRecorder",
+    "handler",
+    "matches",
+    "read_trace",
+    "validate_subject",
+]

@@ -1,0 +1,145 @@
+"""Actors: a name, handlers bound to topics, private state, a concurrency limit and a
+supervision policy, started and stopped with the bus."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from ._message import Topic
+from ._stats import Policy
+from ._subscription import Subscription
+
+if TYPE_CHECKING:
+    from ._bus import Bus
+
+log = logging.getLogger("hivebus.bus")
+
+Supervision = Literal["resume", "restart", "stop"]
+TopicSpec = Topic[Any, Any] | Callable[[Any], Topic[Any, Any]]
+F = TypeVar("F", bound=Callable[..., Any])
+
+_SPEC = "__hivebus_handler__"
+
+
+class _HandlerSpec:
+    __slots__ = ("buffer", "policy", "queue", "topic")
+
+    def __init__(self, topic: TopicSpec, queue: str | None, buffer: int, policy: Policy) -> None:
+        self.topic = topic
+        self.queue = queue
+        self.buffer = buffer
+        self.policy = policy
+
+
+def handler(
+    topic: TopicSpec,
+    *,
+    queue: str | None = None,
+    buffer: int = 1024,
+    policy: Policy = "block",
+) -> Callable[[F], F]:
+    """Mark an actor method as the handler of ``topic``.
+
+    ``topic`` may be a callable taking the actor and returning its Topic, for subjects that
+    depend on the instance: ``@handler(lambda self: self.inbox)``.
+    """
+
+    def mark(method: F) -> F:
+        setattr(method, _SPEC, _HandlerSpec(topic, queue, buffer, policy))
+        return method
+
+    return mark
+
+
+class Actor:
+    """Base class of actors. Subclass it, mark methods with ``@handler``, ``await bus.add()``.
+
+    ``concurrency`` bounds how many of this actor's handlers run at once, across all of its
+    topics (1: one message at a time, in order). ``supervision`` is what a handler failure
+    does beyond the error reply and the dead letter every failure gets: ``resume`` (keep
+    going), ``restart`` (``on_stop`` then ``on_start`` before the next message) or ``stop``
+    (unsubscribe every handler of this actor).
+    """
+
+    name: str = ""
+    concurrency: int = 1
+    supervision: Supervision = "resume"
+
+    def __init__(self, name: str | None = None) -> None:
+        if name is not None:
+            self.name = name
+        if not self.name:
+            self.name = type(self).__name__
+        self.subscriptions: list[Subscription] = []
+        self.restarts = 0
+        self._bus: Bus | None = None
+
+    @property
+    def bus(self) -> Bus:
+        """The bus the actor runs on (only while started)."""
+        if self._bus is None:
+            raise RuntimeError(f"actor {self.name!r} is not started")
+        return self._bus
+
+    async def on_start(self) -> None:
+        """Called before the actor's handlers receive anything; set up state here."""
+
+    async def on_stop(self) -> None:
+        """Called when the bus closes (after draining) or the actor is stopped."""
+
+    async def _start(self, bus: Bus) -> None:
+        self._bus = bus
+        await self.on_start()
+        specs = [
+            (getattr(self, attr), getattr(getattr(type(self), attr), _SPEC))
+            for attr in dir(type(self))
+            if hasattr(getattr(type(self), attr, None), _SPEC)
+        ]
+        if not specs:
+            raise TypeError(f"actor {self.name!r} has no @handler methods")
+        shared = asyncio.Semaphore(self.concurrency) if len(specs) > 1 else None
+        for method, spec in specs:
+            topic = spec.topic if isinstance(spec.topic, Topic) else spec.topic(self)
+            sub = bus._make_subscription(
+                topic,
+                method,
+                spec.queue,
+                spec.buffer,
+                spec.policy,
+                self.concurrency,
+                f"{self.name}.{method.__name__}",
+                limiter=shared,
+                on_failure=self._on_failure,
+            )
+            bus._router.add_subscription(sub)
+            bus._start_workers(sub)
+            self.subscriptions.append(sub)
+
+    async def _stop(self) -> None:
+        if self._bus is None:
+            return
+        try:
+            await self.on_stop()
+        finally:
+            self._bus = None
+
+    def stop(self) -> None:
+        """Unsubscribe every handler; messages still buffered are dead-lettered."""
+        for sub in self.subscriptions:
+            sub.unsubscribe()
+
+    async def _on_failure(self, error: BaseException) -> None:
+        if self.supervision == "restart":
+            self.restarts += 1
+            log.warning("actor %r restarting after %s", self.name, type(error).__qualname__)
+            await self.on_stop()
+            await self.on_start()
+        elif self.supervision == "stop":
+            log.warning("actor %r stopping after %s", self.name, type(error).__qualname__)
+            self.stop()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"

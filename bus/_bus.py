@@ -1,0 +1,744 @@
+"""The in-process bus: publish, subscribe, request/reply, backpressure, accounting, lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+import traceback
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+import anyio.abc
+from anyio.abc import TaskGroup
+
+from ._message import Envelope, IdSource, Topic
+from ._request import ErrorReply, PendingRequest
+from ._routing import Route, Router, Tap, TapCallback
+from ._stats import (
+    DEAD_LETTERS,
+    POLICIES,
+    BusStats,
+    CloseReport,
+    DeadLetter,
+    DeadLetterReason,
+    Policy,
+    SubjectStats,
+)
+from ._stream import Stream
+from ._subscription import Handler, Subscription
+from .errors import (
+    BufferFull,
+    BusClosed,
+    DrainTimeout,
+    InvalidSubject,
+    NoResponders,
+    RemoteError,
+    RequestTimeout,
+)
+
+if TYPE_CHECKING:
+    from ._actor import Actor
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+log = logging.getLogger("hivebus.bus")
+
+_COUNTERS = ("received", "delivered", "dropped", "failed", "cancelled", "unprocessed")
+
+
+class _Blocked:
+    """A publish that found full ``block``/``error`` buffers: those subscriptions, the envelope."""
+
+    __slots__ = ("envelope", "subs")
+
+    def __init__(self, subs: list[Subscription], envelope: Envelope) -> None:
+        self.subs = subs
+        self.envelope = envelope
+
+
+def _expire(pending: PendingRequest, timeout: float) -> None:
+    if not pending.future.done():
+        pending.future.set_exception(RequestTimeout(pending.subject, timeout))
+
+
+class Bus:
+    """An in-process message bus with NATS semantics.
+
+    Use it as ``async with Bus() as bus:``; leaving the block closes it (drains in-flight
+    work up to ``close_timeout`` seconds, then cancels what is left and reports it).
+    """
+
+    def __init__(
+        self,
+        name: str = "bus",
+        *,
+        transport: str = "local",
+        request_timeout: float = 30.0,
+        close_timeout: float = 10.0,
+    ) -> None:
+        if transport != "local":
+            raise ValueError(
+                f"unknown transport {transport!r}: this version of hivebus has only 'local'"
+            )
+        if request_timeout <= 0 or close_timeout < 0:
+            raise ValueError("request_timeout must be > 0 and close_timeout >= 0")
+        self.name = name
+        self.transport = transport
+        self.request_timeout = request_timeout
+        self.close_timeout = close_timeout
+        ids = IdSource()
+        self._id_prefix = f"{ids.prefix}-"
+        self._id_counter = itertools.count(1)
+        self._inbox = f"_INBOX.{ids.prefix}"
+        self._router = Router()
+        self._routes = self._router.cache
+        self._requests: dict[str, PendingRequest] = {}
+        self._tg: TaskGroup | None = None
+        self._workers: TaskGroup | None = None
+        self._started = False
+        self._accepting = False  # external publishes allowed
+        self._running = False  # workers alive: handlers may still publish while draining
+        self._close_report: CloseReport | None = None
+        self._actors: list[Actor] = []
+        self._unstarted: list[Subscription] = []
+        self._idle_waiters: list[asyncio.Future[None]] = []
+        self._retired = dict.fromkeys(_COUNTERS, 0)
+        self._retired_subs: list[Subscription] = []
+        self._in_flight = 0
+        self._dead_lettered = 0
+        self._requests_sent = 0
+        self._replies = 0
+        self._timeouts = 0
+        self._no_responders = 0
+        self._late_replies = 0
+        self._tap_errors = 0
+        self._sub_names = 0
+
+    def __repr__(self) -> str:
+        state = "running" if self._accepting else ("closed" if self._started else "new")
+        return f"Bus({self.name!r}, {state}, in_flight={self._in_flight})"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Bus:
+        if self._started:
+            raise RuntimeError("a Bus can be started only once")
+        self._started = True
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        try:
+            await self._tg.start(self._serve)
+        except BaseException:
+            await self._tg.__aexit__(None, None, None)
+            raise
+        self._accepting = self._running = True
+        for sub in self._unstarted:
+            self._start_workers(sub)
+        self._unstarted.clear()
+        try:
+            for actor in list(self._actors):
+                await actor._start(self)
+        except BaseException:
+            await self._shutdown(0)
+            await self._tg.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def _serve(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        """Own the workers in a task group of their own, so that closing the bus cancels
+        them and never the code running inside ``async with Bus()``."""
+        async with anyio.create_task_group() as workers:
+            self._workers = workers
+            task_status.started()
+            await anyio.sleep_forever()
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> bool | None:
+        assert self._tg is not None
+        try:
+            # On an error in the body, do not wait for a drain: cancel and report.
+            await self._shutdown(self.close_timeout if exc_type is None else 0)
+        finally:
+            # The body's own exception is not the task group's business: it propagates as
+            # is, not wrapped in an ExceptionGroup. The group only reports worker crashes.
+            await self._tg.__aexit__(None, None, None)
+        return None
+
+    async def close(self, timeout: float | None = None) -> CloseReport:
+        """Stop taking publishes, drain in-flight work for up to ``timeout`` seconds (default
+        ``close_timeout``), cancel what is left, and report it. Idempotent."""
+        return await self._shutdown(self.close_timeout if timeout is None else timeout)
+
+    async def _shutdown(self, timeout: float) -> CloseReport:
+        if self._close_report is not None:
+            return self._close_report
+        if not self._started:
+            raise BusClosed("bus was never started")
+        self._accepting = False
+        drained = True
+        try:
+            await self.drain(timeout)
+        except DrainTimeout:
+            drained = False
+        for actor in reversed(self._actors):
+            await actor._stop()
+        by_sub: dict[str, int] = {}
+        unprocessed = interrupted = 0
+        for sub in list(self._router.subscriptions.values()):
+            left = len(sub._buffer)
+            interrupted += sub.running
+            if left or sub.running:
+                by_sub[sub.name] = left + sub.running
+            unprocessed += left
+            sub.unprocessed += left
+            self._in_flight -= left
+            sub._buffer.clear()
+            sub._closed = True
+            sub._wake_all()
+        failed_requests = 0
+        for pending in self._requests.values():
+            if not pending.future.done():
+                failed_requests += 1
+                pending.future.set_exception(BusClosed("bus closed before a reply arrived"))
+        self._running = False
+        assert self._workers is not None
+        self._workers.cancel_scope.cancel()
+        report = CloseReport(
+            drained=drained,
+            unprocessed=unprocessed,
+            interrupted=interrupted,
+            failed_requests=failed_requests,
+            by_subscription=by_sub,
+        )
+        self._close_report = report
+        if not drained:
+            log.warning("bus %r closed before draining: %s", self.name, report)
+        return report
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Return once every delivered message has been handled (the bus is quiescent).
+
+        Raises :class:`DrainTimeout` if that takes longer than ``timeout`` seconds.
+        """
+        while self._in_flight:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._idle_waiters.append(waiter)
+            try:
+                with anyio.fail_after(timeout):
+                    await waiter
+            except TimeoutError:
+                raise DrainTimeout(timeout or 0.0, self._in_flight) from None
+            finally:
+                if waiter in self._idle_waiters:
+                    self._idle_waiters.remove(waiter)
+
+    def _settle(self) -> None:
+        self._in_flight -= 1
+        if not self._in_flight and self._idle_waiters:
+            self._wake_idle()
+
+    def _wake_idle(self) -> None:
+        for waiter in self._idle_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._idle_waiters.clear()
+
+    # -- subscribing -------------------------------------------------------------------------
+
+    def subscribe(
+        self,
+        topic: Topic[T, Any],
+        handler: Handler,
+        *,
+        queue: str | None = None,
+        buffer: int = 1024,
+        policy: Policy = "block",
+        concurrency: int = 1,
+        name: str | None = None,
+    ) -> Subscription:
+        """Call ``handler(message[, ctx])`` for every message on subjects matching ``topic``.
+
+        With ``queue``, each message goes to one member of that queue group. ``buffer``
+        bounds the messages waiting; ``policy`` says what a publish does when it is full.
+        ``concurrency`` handlers run at once (order is kept only with 1). A handler's return
+        value answers a request.
+        """
+        if not callable(handler):
+            raise TypeError(f"handler must be callable, got {handler!r}")
+        sub = self._make_subscription(topic, handler, queue, buffer, policy, concurrency, name)
+        if self._running:
+            self._start_workers(sub)
+        elif self._started:
+            raise BusClosed("cannot subscribe: the bus is closed")
+        else:
+            self._unstarted.append(sub)
+        self._router.add_subscription(sub)
+        return sub
+
+    def _make_subscription(
+        self,
+        topic: Topic[Any, Any],
+        handler: Handler | None,
+        queue: str | None,
+        buffer: int,
+        policy: Policy,
+        concurrency: int,
+        name: str | None,
+        **extra: Any,
+    ) -> Subscription:
+        if not isinstance(topic, Topic):
+            raise TypeError(f"expected a Topic, got {topic!r}")
+        if policy not in POLICIES:
+            raise ValueError(f"unknown policy {policy!r}; expected one of {POLICIES}")
+        if buffer < 1 or concurrency < 1:
+            raise ValueError("buffer and concurrency must be >= 1")
+        if queue is not None and (not queue or "." in queue or " " in queue):
+            raise ValueError(f"invalid queue group name {queue!r}")
+        self._sub_names += 1
+        if name is None:
+            owner = getattr(handler, "__qualname__", "stream" if handler is None else "handler")
+            name = f"{owner}#{self._sub_names}"
+        return Subscription(
+            self,
+            topic,
+            handler,
+            name=name,
+            queue=queue,
+            buffer=buffer,
+            policy=policy,
+            concurrency=concurrency,
+            **extra,
+        )
+
+    def _start_workers(self, sub: Subscription) -> None:
+        assert self._workers is not None
+        if sub._handler is not None:
+            for _ in range(sub.concurrency):
+                self._workers.start_soon(sub._run, name=f"hivebus:{sub.name}")
+
+    def _remove_subscription(self, sub: Subscription) -> None:
+        self._router.remove_subscription(sub)
+        sub._closed = True
+        for env in sub._buffer:
+            sub.dropped += 1
+            self._dead_letter(sub, env, "unsubscribed")
+        self._in_flight -= len(sub._buffer)
+        sub._buffer.clear()
+        sub._wake_all()
+        self._retired_subs.append(sub)  # counted until its last handler has finished
+        if not self._in_flight:
+            self._wake_idle()
+
+    def stream(
+        self,
+        topic: Topic[T, Any],
+        *,
+        queue: str | None = None,
+        buffer: int = 1024,
+        policy: Policy = "block",
+        name: str | None = None,
+    ) -> Stream[T]:
+        """Messages on ``topic`` as an async iterator: ``async with bus.stream(T) as msgs``."""
+        sub = self._make_subscription(topic, None, queue, buffer, policy, 1, name)
+        return Stream(self, sub)
+
+    def tap(self, pattern: str, callback: TapCallback) -> Tap:
+        """Call ``callback(envelope)`` for every envelope on subjects matching ``pattern``,
+        replies included. It never changes delivery; an exception in it is counted and logged.
+        """
+        from ._subjects import validate_subject
+
+        validate_subject(pattern, pattern=True)
+        return self._router.add_tap(pattern, callback)
+
+    async def add(self, actor: Actor) -> Actor:
+        """Attach an actor: its handlers are subscribed and it is started and stopped with the
+        bus (at once if the bus is already running)."""
+        self._actors.append(actor)
+        if self._running:
+            await actor._start(self)
+        return actor
+
+    # -- publishing --------------------------------------------------------------------------
+
+    async def publish(
+        self,
+        topic: Topic[T, Any],
+        message: T,
+        *,
+        headers: Mapping[str, str] | None = None,
+        sender: str | None = None,
+    ) -> None:
+        """Deliver ``message`` to every subscriber of ``topic`` and one member per queue
+        group. Waits only while a ``block`` subscriber's buffer is full."""
+        blocked = self._send(topic, message, sender or self.name, None, headers, False)
+        if blocked is not None:
+            await self._overflow(blocked, None)
+
+    def publish_nowait(
+        self,
+        topic: Topic[T, Any],
+        message: T,
+        *,
+        headers: Mapping[str, str] | None = None,
+        sender: str | None = None,
+    ) -> None:
+        """Publish without waiting (from sync code). A full ``block`` subscriber is treated
+        like ``error``: the delivery is dropped, dead-lettered, and :class:`BufferFull` raised."""
+        blocked = self._send(topic, message, sender or self.name, None, headers, False)
+        if blocked is not None:
+            self._refuse(blocked.subs, blocked.envelope)
+
+    async def _publish(
+        self,
+        topic: Topic[Any, Any],
+        message: Any,
+        sender: str,
+        causation_id: str | None,
+        headers: Mapping[str, str] | None,
+        *,
+        internal: bool,
+    ) -> None:
+        blocked = self._send(topic, message, sender, causation_id, headers, internal)
+        if blocked is not None:
+            await self._overflow(blocked, None)
+
+    def _send(
+        self,
+        topic: Topic[Any, Any],
+        message: Any,
+        sender: str,
+        causation_id: str | None,
+        headers: Mapping[str, str] | None,
+        internal: bool,
+    ) -> _Blocked | None:
+        """The publish hot path, synchronous: check, wrap, route, enqueue."""
+        if not self._accepting and not (internal and self._running):
+            raise self._refusal()
+        if message.__class__ is not topic.type and not isinstance(message, topic.type):
+            raise self._wrong_type(topic, message)
+        subject = topic.subject
+        route = self._routes.get(subject)
+        if route is None:
+            if topic.is_pattern:
+                raise InvalidSubject(subject, "cannot publish to a wildcard pattern")
+            route = self._router.route(subject)
+        env = Envelope(
+            id=f"{self._id_prefix}{next(self._id_counter)}",
+            subject=subject,
+            payload=message,
+            sender=sender,
+            timestamp=time.time(),
+            causation_id=causation_id,
+            headers=headers,
+        )
+        return self._enqueue(route, env)
+
+    def _refusal(self) -> BusClosed:
+        if self._started:
+            return BusClosed("bus is closed")
+        return BusClosed("bus is not started: use 'async with Bus() as bus'")
+
+    @staticmethod
+    def _wrong_type(topic: Topic[Any, Any], message: Any) -> TypeError:
+        return TypeError(
+            f"{topic!r} carries {topic.type.__qualname__}, got {type(message).__qualname__}"
+        )
+
+    def _enqueue(self, route: Route, env: Envelope) -> _Blocked | None:
+        """Put ``env`` in every target buffer with room; return the full ones that block/error."""
+        counter = route.counter
+        counter.published += 1
+        if route.taps:
+            self._run_taps(route.taps, env)
+        targets = route.subs
+        if route.groups:
+            targets = targets + tuple(group.pick() for group in route.groups)
+        elif not targets:
+            counter.unrouted += 1
+            return None
+        counter.fanout += len(targets)
+        blocked = None
+        for sub in targets:
+            buffer = sub._buffer
+            size = len(buffer)
+            if size < sub.maxsize:
+                buffer.append(env)
+                sub.received += 1
+                self._in_flight += 1
+                if size >= sub.max_pending:
+                    sub.max_pending = size + 1
+                if sub._waiters:
+                    sub._wake_worker()
+            elif sub.policy == "drop_oldest":
+                self._dead_letter(sub, buffer.popleft(), "dropped_oldest")
+                buffer.append(env)
+                sub.received += 1
+                sub.dropped += 1
+            elif sub.policy == "drop_newest":
+                sub.received += 1
+                sub.dropped += 1
+                self._dead_letter(sub, env, "dropped_newest")
+            elif blocked is None:
+                blocked = _Blocked([sub], env)
+            else:
+                blocked.subs.append(sub)
+        return blocked
+
+    def _refuse(self, subs: list[Subscription], env: Envelope) -> None:
+        for sub in subs:
+            sub.received += 1
+            sub.dropped += 1
+            self._dead_letter(sub, env, "buffer_full")
+        raise BufferFull(env.subject, subs[0].name, subs[0].maxsize)
+
+    async def _overflow(self, blocked: _Blocked, deadline: float | None) -> None:
+        """Slow path: wait for room in ``block`` subscribers; refuse for ``error`` ones."""
+        env = blocked.envelope
+        refused = [sub for sub in blocked.subs if sub.policy == "error"]
+        me = asyncio.current_task()
+        for sub in blocked.subs:
+            if sub.policy == "error":
+                continue
+            while len(sub._buffer) >= sub.maxsize and not sub._closed and me not in sub._tasks:
+                # (a worker publishing into its own subscription would deadlock: let it in)
+                if deadline is None:
+                    await sub._wait_for_room()
+                    continue
+                with anyio.move_on_after(deadline - asyncio.get_running_loop().time()) as scope:
+                    await sub._wait_for_room()
+                if scope.cancelled_caught:
+                    raise RequestTimeout(env.subject, 0.0)
+            sub.received += 1
+            if sub._closed:  # it went away while we waited: account for the message anyway
+                sub.unprocessed += 1
+                continue
+            sub._buffer.append(env)
+            self._in_flight += 1
+            sub.max_pending = max(sub.max_pending, len(sub._buffer))
+            sub._wake_worker()
+        if refused:
+            self._refuse(refused, env)
+
+    def _run_taps(self, taps: tuple[TapCallback, ...], env: Envelope) -> None:
+        for tap in taps:
+            try:
+                tap(env)
+            except Exception:
+                self._tap_errors += 1
+                log.exception("tap %r failed on %s", tap, env.subject)
+
+    # -- request/reply -----------------------------------------------------------------------
+
+    async def request(
+        self,
+        topic: Topic[T, R],
+        message: T,
+        *,
+        timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        sender: str | None = None,
+    ) -> R:
+        """Send ``message`` to ``topic``'s subscribers and return the first reply.
+
+        Raises :class:`NoResponders` at once if nothing subscribes, :class:`RequestTimeout`
+        after ``timeout`` seconds (default ``request_timeout``), :class:`RemoteError` if the
+        handler raised. Giving up (timeout or cancellation) cancels the handler.
+        """
+        return await self._request(
+            topic, message, timeout, sender or self.name, None, headers, internal=False
+        )
+
+    async def _request(
+        self,
+        topic: Topic[Any, R],
+        message: Any,
+        timeout: float | None,
+        sender: str,
+        causation_id: str | None,
+        headers: Mapping[str, str] | None,
+        *,
+        internal: bool,
+    ) -> R:
+        if not self._accepting and not (internal and self._running):
+            raise self._refusal()
+        if message.__class__ is not topic.type and not isinstance(message, topic.type):
+            raise self._wrong_type(topic, message)
+        route = self._routes.get(topic.subject)
+        if route is None:
+            if topic.is_pattern:
+                raise InvalidSubject(topic.subject, "cannot request a wildcard pattern")
+            route = self._router.route(topic.subject)
+        if not route.subs and not route.groups:
+            self._no_responders += 1
+            route.counter.published += 1
+            route.counter.unrouted += 1
+            raise NoResponders(topic.subject)
+        if timeout is None:
+            timeout = self.request_timeout
+        env_id = f"{self._id_prefix}{next(self._id_counter)}"
+        env = Envelope(
+            id=env_id,
+            subject=topic.subject,
+            payload=message,
+            sender=sender,
+            timestamp=time.time(),
+            correlation_id=env_id,
+            causation_id=causation_id,
+            reply_to=self._inbox,
+            headers=headers,
+        )
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
+        pending = PendingRequest(future, topic.subject)
+        self._requests[env_id] = pending
+        self._requests_sent += 1
+        timer = loop.call_later(timeout, _expire, pending, timeout)
+        try:
+            blocked = self._enqueue(route, env)
+            if blocked is not None:
+                await self._overflow(blocked, loop.time() + timeout)
+            return await future
+        except BaseException as exc:
+            pending.abandon()
+            if isinstance(exc, RequestTimeout):
+                self._timeouts += 1
+                if exc.timeout == 0.0:
+                    raise RequestTimeout(topic.subject, timeout) from None
+            raise
+        finally:
+            timer.cancel()
+            del self._requests[env_id]
+
+    def _reply(
+        self, env: Envelope, result: Any, error: BaseException | None, sub: Subscription
+    ) -> None:
+        """Answer the request ``env`` with ``result`` (or ``error``)."""
+        reply_to = env.reply_to
+        assert reply_to is not None
+        payload: Any = result
+        if error is not None:
+            payload = ErrorReply(
+                remote_type=type(error).__qualname__,
+                message=str(error),
+                traceback="".join(traceback.format_exception(error)),
+            )
+        route = self._routes.get(reply_to) or self._router.route(reply_to)
+        if route.taps:
+            reply = Envelope(
+                id=f"{self._id_prefix}{next(self._id_counter)}",
+                subject=reply_to,
+                payload=payload,
+                sender=sub.name,
+                timestamp=time.time(),
+                correlation_id=env.correlation_id,
+                causation_id=env.id,
+            )
+            self._run_taps(route.taps, reply)
+        pending = self._requests.get(env.correlation_id)  # type: ignore[arg-type]
+        if pending is None or pending.future.done():
+            self._late_replies += 1
+            return
+        self._replies += 1
+        if error is None:
+            pending.future.set_result(result)
+        else:
+            pending.future.set_exception(
+                RemoteError(env.subject, payload.remote_type, payload.message, payload.traceback)
+            )
+
+    # -- failures ----------------------------------------------------------------------------
+
+    def _handler_failed(self, sub: Subscription, env: Envelope, exc: Exception) -> None:
+        log.warning(
+            "handler of %s failed on %s (id %s): %s: %s",
+            sub.name,
+            env.subject,
+            env.id,
+            type(exc).__qualname__,
+            exc,
+        )
+        self._dead_letter(sub, env, "handler_error", exc)
+        if env.reply_to is not None:
+            self._reply(env, None, exc, sub)
+
+    def _dead_letter(
+        self,
+        sub: Subscription,
+        env: Envelope,
+        reason: DeadLetterReason,
+        exc: BaseException | None = None,
+    ) -> None:
+        """Publish a :class:`DeadLetter` on ``_bus.dead`` without ever waiting.
+
+        Deliveries of dead letters themselves are never dead-lettered again (no loops).
+        """
+        self._dead_lettered += 1
+        if env.subject == DEAD_LETTERS.subject or not self._running:
+            return
+        letter = DeadLetter(
+            reason=reason,
+            subscription=sub.name,
+            envelope=env,
+            error_type=None if exc is None else type(exc).__qualname__,
+            error_message=None if exc is None else str(exc),
+        )
+        dead = Envelope(
+            id=f"{self._id_prefix}{next(self._id_counter)}",
+            subject=DEAD_LETTERS.subject,
+            payload=letter,
+            sender=sub.name,
+            timestamp=time.time(),
+            causation_id=env.id,
+        )
+        route = self._routes.get(dead.subject) or self._router.route(dead.subject)
+        blocked = self._enqueue(route, dead)
+        for full in blocked.subs if blocked is not None else ():
+            full.received += 1
+            full.dropped += 1
+
+    # -- observation -------------------------------------------------------------------------
+
+    def stats(self) -> BusStats:
+        """A consistent snapshot of every counter (see :class:`BusStats`)."""
+        subs = [sub.stats() for sub in self._router.subscriptions.values()]
+        still_running = []
+        for sub in self._retired_subs:
+            if sub.running:
+                still_running.append(sub)
+            else:
+                for counter in _COUNTERS:
+                    self._retired[counter] += getattr(sub, counter)
+        self._retired_subs = still_running
+        totals = dict(self._retired)
+        for s in [*subs, *(sub.stats() for sub in still_running)]:
+            for counter in _COUNTERS:
+                totals[counter] += getattr(s, counter)
+        subjects = {
+            subject: SubjectStats(published=c.published, fanout=c.fanout, unrouted=c.unrouted)
+            for subject, c in self._router.counters.items()
+            if c.published
+        }
+        return BusStats(
+            published=sum(c.published for c in subjects.values()),
+            fanout=totals["received"],
+            delivered=totals["delivered"],
+            dropped=totals["dropped"],
+            failed=totals["failed"],
+            cancelled=totals["cancelled"],
+            unprocessed=totals["unprocessed"],
+            in_flight=self._in_flight,
+            dead_lettered=self._dead_lettered,
+            unrouted=sum(c.unrouted for c in subjects.values()),
+            requests=self._requests_sent,
+            replies=self._replies,
+            timeouts=self._timeouts,
+            no_responders=self._no_responders,
+            late_replies=self._late_replies,
+            tap_errors=self._tap_errors,
+            subjects=subjects,
+            subscriptions=tuple(sorted(subs, key=lambda s: s.name)),
+        )

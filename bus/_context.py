@@ -1,0 +1,97 @@
+"""The context a handler receives next to its message."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._message import Envelope, Topic
+
+if TYPE_CHECKING:
+    from ._bus import Bus
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+
+
+class Context:
+    """The envelope of the message being handled, and a way to answer it with more messages.
+
+    ``ctx.publish`` and ``ctx.request`` set ``causation_id`` to this message's id and
+    ``sender`` to the handling subscription, so the messages of a run form a tree.
+    """
+
+    __slots__ = ("_bus", "envelope", "sender_name")
+
+    def __init__(self, bus: Bus, envelope: Envelope, sender_name: str) -> None:
+        self._bus = bus
+        self.envelope = envelope
+        self.sender_name = sender_name
+
+    @property
+    def bus(self) -> Bus:
+        return self._bus
+
+    @property
+    def id(self) -> str:
+        return self.envelope.id
+
+    @property
+    def subject(self) -> str:
+        return self.envelope.subject
+
+    @property
+    def sender(self) -> str:
+        return self.envelope.sender
+
+    @property
+    def correlation_id(self) -> str | None:
+        return self.envelope.correlation_id
+
+    @property
+    def causation_id(self) -> str | None:
+        return self.envelope.causation_id
+
+    @property
+    def reply_to(self) -> str | None:
+        return self.envelope.reply_to
+
+    @property
+    def timestamp(self) -> float:
+        return self.envelope.timestamp
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        headers = self.envelope.headers
+        return _NO_HEADERS if headers is None else headers
+
+    async def publish(
+        self, topic: Topic[T, Any], message: T, *, headers: Mapping[str, str] | None = None
+    ) -> None:
+        """Publish ``message`` as a consequence of the message being handled."""
+        await self._bus._publish(
+            topic, message, self.sender_name, self.envelope.id, headers, internal=True
+        )
+
+    async def request(
+        self,
+        topic: Topic[T, R],
+        message: T,
+        *,
+        timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> R:
+        """Send a request caused by the message being handled and await its reply.
+
+        If the request this handler serves is abandoned, this request is cancelled too.
+        """
+        return await self._bus._request(
+            topic, message, timeout, self.sender_name, self.envelope.id, headers, internal=True
+        )
+
+    def __repr__(self) -> str:
+        env = self.envelope
+        return f"Context(id={env.id!r}, subject={env.subject!r}, sender={env.sender!r})"

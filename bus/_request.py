@@ -1,0 +1,38 @@
+"""Book-keeping for requests awaiting a reply."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ._message import Message
+
+
+class ErrorReply(Message, frozen=True, kw_only=True):
+    """The reply sent when a handler raised: what a requester turns into ``RemoteError``."""
+
+    remote_type: str
+    message: str
+    traceback: str = ""
+
+
+class PendingRequest:
+    """A request in flight: the caller's future and the tasks currently serving it."""
+
+    __slots__ = ("abandoned", "cancelled", "future", "subject", "tasks")
+
+    def __init__(self, future: asyncio.Future[Any], subject: str) -> None:
+        self.future = future
+        self.subject = subject
+        self.tasks: list[asyncio.Task[Any]] = []
+        self.cancelled: list[asyncio.Task[Any]] = []
+        self.abandoned = False
+
+    def abandon(self) -> None:
+        """The caller gave up: cancel the handlers serving it; queued copies will be skipped."""
+        if self.abandoned:
+            return
+        self.abandoned = True
+        self.cancelled = list(self.tasks)
+        for task in self.cancelled:
+            task.cancel()

@@ -1,0 +1,172 @@
+"""Routing: from a concrete subject to the subscriptions, queue groups and taps it reaches.
+
+A route is computed once per subject from the subject index and cached; subscribing or
+unsubscribing evicts only the cached subjects the pattern matches, so a publish is one dict
+lookup however many subscriptions exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ._message import Envelope
+from ._subjects import SubjectIndex, is_pattern, matches
+
+if TYPE_CHECKING:
+    from ._subscription import Subscription
+
+TapCallback = Callable[[Envelope], None]
+
+MAX_CACHED_ROUTES = 16_384
+MAX_SUBJECT_COUNTERS = 10_000
+OTHER_SUBJECTS = "(other)"
+
+
+class SubjectCounter:
+    """Mutable per-subject counters, kept apart from routes so they survive cache evictions."""
+
+    __slots__ = ("fanout", "published", "unrouted")
+
+    def __init__(self) -> None:
+        self.published = 0
+        self.fanout = 0
+        self.unrouted = 0
+
+
+class QueueGroup:
+    """Members of one queue group that match a subject: each message goes to one of them."""
+
+    __slots__ = ("_next", "members", "name")
+
+    def __init__(self, name: str, members: list[Subscription]) -> None:
+        self.name = name
+        self.members = members
+        self._next = 0
+
+    def pick(self) -> Subscription:
+        """Round-robin, skipping members whose buffer is full while another has room."""
+        members = self.members
+        count = len(members)
+        start = self._next % count
+        for offset in range(count):
+            member = members[(start + offset) % count]
+            if len(member._buffer) < member.maxsize:
+                self._next = start + offset + 1
+                return member
+        self._next = start + 1
+        return members[start]
+
+
+class Route:
+    """Where a message on one subject goes."""
+
+    __slots__ = ("counter", "groups", "subs", "taps")
+
+    def __init__(
+        self,
+        subs: tuple[Subscription, ...],
+        groups: tuple[QueueGroup, ...],
+        taps: tuple[TapCallback, ...],
+        counter: SubjectCounter,
+    ) -> None:
+        self.subs = subs
+        self.groups = groups
+        self.taps = taps
+        self.counter = counter
+
+    @property
+    def has_targets(self) -> bool:
+        return bool(self.subs or self.groups)
+
+
+class Tap:
+    """An observer of every envelope on subjects matching a pattern; it never changes delivery.
+
+    The callback runs synchronously on publish, so it must be quick (append to a list,
+    write to a buffer). ``close()`` detaches it.
+    """
+
+    __slots__ = ("_router", "callback", "pattern")
+
+    def __init__(self, router: Router, pattern: str, callback: TapCallback) -> None:
+        self._router = router
+        self.pattern = pattern
+        self.callback = callback
+
+    def close(self) -> None:
+        self._router.remove_tap(self)
+
+    def __enter__(self) -> Tap:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class Router:
+    """The subject index of subscriptions and taps, with a bounded cache of routes."""
+
+    def __init__(self) -> None:
+        self.subscriptions: SubjectIndex[Subscription] = SubjectIndex()
+        self.taps: SubjectIndex[Tap] = SubjectIndex()
+        self.cache: dict[str, Route] = {}
+        self.counters: dict[str, SubjectCounter] = {}
+
+    def route(self, subject: str) -> Route:
+        """The route of a concrete subject (computed on a cache miss)."""
+        route = self.cache.get(subject)
+        if route is not None:
+            return route
+        subs: list[Subscription] = []
+        grouped: dict[str, list[Subscription]] = {}
+        for sub in self.subscriptions.match(subject):
+            if sub.queue is None:
+                subs.append(sub)
+            else:
+                grouped.setdefault(sub.queue, []).append(sub)
+        groups = tuple(QueueGroup(name, members) for name, members in grouped.items())
+        taps = tuple(tap.callback for tap in self.taps.match(subject))
+        route = Route(tuple(subs), groups, taps, self._counter(subject))
+        if len(self.cache) >= MAX_CACHED_ROUTES:
+            self.cache.clear()
+        self.cache[subject] = route
+        return route
+
+    def _counter(self, subject: str) -> SubjectCounter:
+        counter = self.counters.get(subject)
+        if counter is None:
+            if len(self.counters) >= MAX_SUBJECT_COUNTERS:
+                subject = OTHER_SUBJECTS
+                counter = self.counters.get(subject)
+            if counter is None:
+                counter = self.counters[subject] = SubjectCounter()
+        return counter
+
+    def _evict(self, pattern: str) -> None:
+        if not is_pattern(pattern):
+            self.cache.pop(pattern, None)
+            return
+        for subject in [s for s in self.cache if matches(pattern, s)]:
+            del self.cache[subject]
+
+    def add_subscription(self, sub: Subscription) -> None:
+        self.subscriptions.add(sub.pattern, sub)
+        self._evict(sub.pattern)
+
+    def remove_subscription(self, sub: Subscription) -> None:
+        self.subscriptions.remove(sub.pattern, sub)
+        self._evict(sub.pattern)
+
+    def add_tap(self, pattern: str, callback: TapCallback) -> Tap:
+        tap = Tap(self, pattern, callback)
+        self.taps.add(pattern, tap)
+        self._evict(pattern)
+        return tap
+
+    def remove_tap(self, tap: Tap) -> None:
+        try:
+            self.taps.remove(tap.pattern, tap)
+        except (KeyError, ValueError):
+            return  # already closed
+        self._evict(tap.pattern)

@@ -1,0 +1,312 @@
+"""A subscription: a bounded buffer of envelopes and the workers that hand them to a handler.
+
+The buffer is a plain deque. A worker drains it in a loop and only suspends when it is
+empty, so a burst is handled in one wake-up instead of one event-loop round trip per
+message; that is what lets the bus keep up with a raw ``asyncio.Queue``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from ._context import Context
+from ._message import Envelope, Topic
+from ._stats import Policy, SubscriptionStats
+
+if TYPE_CHECKING:
+    from ._bus import Bus
+
+Handler = Callable[..., Any]
+FailureHook = Callable[[BaseException], Awaitable[None]]
+
+
+def _wants_context(handler: Handler) -> bool:
+    """True if the handler takes ``(message, ctx)``, False if it takes ``(message)`` only."""
+    try:
+        params = list(inspect.signature(handler).parameters.values())
+    except (TypeError, ValueError):  # builtins without a signature: pass both
+        return True
+    positional = [
+        p
+        for p in params
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return True
+    if len(positional) not in (1, 2):
+        raise TypeError(
+            f"handler {getattr(handler, '__qualname__', handler)!r} must take "
+            f"(message) or (message, ctx), it takes {len(positional)} positional arguments"
+        )
+    return len(positional) == 2
+
+
+def _is_async(handler: Handler) -> bool:
+    call = getattr(handler, "__call__", None)  # noqa: B004 - callable objects with async __call__
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call)
+
+
+class Subscription:
+    """One subscriber: its pattern, queue group, buffer, policy, workers and counters.
+
+    Returned by ``Bus.subscribe``; ``unsubscribe()`` stops it (messages still buffered are
+    dead-lettered as ``unsubscribed``).
+    """
+
+    __slots__ = (
+        "_buffer",
+        "_bus",
+        "_closed",
+        "_handler",
+        "_is_async",
+        "_limiter",
+        "_on_failure",
+        "_putters",
+        "_tasks",
+        "_waiters",
+        "_wants_ctx",
+        "blocked_publishes",
+        "cancelled",
+        "concurrency",
+        "delivered",
+        "dropped",
+        "failed",
+        "max_pending",
+        "maxsize",
+        "name",
+        "pattern",
+        "policy",
+        "queue",
+        "received",
+        "running",
+        "topic",
+        "unprocessed",
+    )
+
+    def __init__(
+        self,
+        bus: Bus,
+        topic: Topic[Any, Any],
+        handler: Handler | None,
+        *,
+        name: str,
+        queue: str | None,
+        buffer: int,
+        policy: Policy,
+        concurrency: int,
+        limiter: asyncio.Semaphore | None = None,
+        on_failure: FailureHook | None = None,
+    ) -> None:
+        self._bus = bus
+        self.topic = topic
+        self.pattern = topic.subject
+        self.name = name
+        self.queue = queue
+        self.maxsize = buffer
+        self.policy = policy
+        self.concurrency = concurrency
+        self._handler = handler
+        self._wants_ctx = handler is not None and _wants_context(handler)
+        self._is_async = handler is not None and _is_async(handler)
+        self._limiter = limiter
+        self._on_failure = on_failure
+        self._buffer: deque[Envelope] = deque()
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._putters: deque[asyncio.Future[None]] = deque()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
+        self.received = 0
+        self.delivered = 0
+        self.dropped = 0
+        self.failed = 0
+        self.cancelled = 0
+        self.unprocessed = 0
+        self.running = 0
+        self.max_pending = 0
+        self.blocked_publishes = 0
+
+    def __repr__(self) -> str:
+        queue = f", queue={self.queue!r}" if self.queue else ""
+        return f"Subscription({self.name!r}, {self.pattern!r}{queue}, pending={len(self._buffer)})"
+
+    @property
+    def pending(self) -> int:
+        """Messages buffered and not yet taken by a worker."""
+        return len(self._buffer)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def unsubscribe(self) -> None:
+        """Stop receiving. Handlers already running finish; buffered messages are dead-lettered."""
+        if not self._closed:
+            self._bus._remove_subscription(self)
+
+    def stats(self) -> SubscriptionStats:
+        return SubscriptionStats(
+            name=self.name,
+            pattern=self.pattern,
+            queue=self.queue,
+            policy=self.policy,
+            buffer=self.maxsize,
+            concurrency=self.concurrency,
+            received=self.received,
+            delivered=self.delivered,
+            dropped=self.dropped,
+            failed=self.failed,
+            cancelled=self.cancelled,
+            unprocessed=self.unprocessed,
+            pending=len(self._buffer),
+            running=self.running,
+            max_pending=self.max_pending,
+            blocked_publishes=self.blocked_publishes,
+        )
+
+    # -- waking --------------------------------------------------------------------------
+
+    def _wake_worker(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _wake_putter(self) -> None:
+        putters = self._putters
+        while putters:
+            putter = putters.popleft()
+            if not putter.done():
+                putter.set_result(None)
+                return
+
+    def _wake_all(self) -> None:
+        for waiter in (*self._waiters, *self._putters):
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiters.clear()
+        self._putters.clear()
+
+    async def _wait_for_room(self) -> None:
+        """Wait until the buffer has room (``block`` policy); FIFO among waiting publishers."""
+        putter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._putters.append(putter)
+        self.blocked_publishes += 1
+        try:
+            await putter
+        except BaseException:
+            if putter.done() and not putter.cancelled():
+                self._wake_putter()  # we were woken but leave: hand the slot on
+            else:
+                with contextlib.suppress(ValueError):
+                    self._putters.remove(putter)
+            raise
+
+    # -- the worker -------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        """Take envelopes from the buffer and handle them until the subscription closes."""
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        bus = self._bus
+        buffer = self._buffer
+        handler = self._handler
+        assert handler is not None
+        wants_ctx = self._wants_ctx
+        is_async = self._is_async
+        limiter = self._limiter
+        requests = bus._requests
+        name = self.name
+        reply_type = self.topic.reply
+        try:
+            while True:
+                if not buffer:
+                    if self._closed:
+                        return
+                    waiter: asyncio.Future[None] = loop.create_future()
+                    self._waiters.append(waiter)
+                    try:
+                        await waiter
+                    finally:
+                        if not waiter.done():
+                            waiter.cancel()
+                    continue
+                env = buffer.popleft()
+                if self._putters:
+                    self._wake_putter()
+                pending = None
+                if env.reply_to is not None:
+                    pending = requests.get(env.correlation_id)  # type: ignore[arg-type]
+                    if pending is not None and pending.abandoned:
+                        self.cancelled += 1
+                        bus._settle()
+                        continue
+                self.running += 1
+                try:
+                    if limiter is not None:
+                        await limiter.acquire()
+                    try:
+                        if pending is not None:
+                            if pending.abandoned:  # given up while we waited for the limiter
+                                raise _Abandoned
+                            pending.tasks.append(task)
+                        try:
+                            if wants_ctx:
+                                result = handler(env.payload, Context(bus, env, name))
+                            else:
+                                result = handler(env.payload)
+                            if is_async:
+                                result = await result
+                            if (
+                                reply_type is not None
+                                and env.reply_to is not None
+                                and not isinstance(result, reply_type)
+                            ):
+                                raise TypeError(
+                                    f"{self.topic!r} replies with {reply_type.__qualname__}, "
+                                    f"handler returned {type(result).__qualname__}"
+                                )
+                        finally:
+                            if pending is not None:
+                                pending.tasks.remove(task)
+                                if pending.abandoned:
+                                    raise _Abandoned
+                    finally:
+                        if limiter is not None:
+                            limiter.release()
+                except _Abandoned:
+                    self.cancelled += 1
+                    assert pending is not None
+                    if task in pending.cancelled and task.uncancel():
+                        raise asyncio.CancelledError from None  # shutdown as well: go on with it
+                except asyncio.CancelledError:
+                    self.cancelled += 1
+                    raise
+                except Exception as exc:  # noqa: BLE001 - counted, dead-lettered, replied
+                    self.failed += 1
+                    bus._handler_failed(self, env, exc)
+                    if self._on_failure is not None:
+                        await self._on_failure(exc)
+                else:
+                    self.delivered += 1
+                    if env.reply_to is not None:
+                        bus._reply(env, result, None, self)
+                finally:
+                    self.running -= 1
+                    bus._in_flight -= 1
+                    if not bus._in_flight and bus._idle_waiters:
+                        bus._wake_idle()
+        finally:
+            self._tasks.discard(task)
+
+
+class _Abandoned(Exception):
+    """Internal: the request this handler served was abandoned while it ran."""

@@ -1,0 +1,80 @@
+"""The exceptions the bus raises; every one derives from :class:`HivebusError`."""
+
+from __future__ import annotations
+
+
+class HivebusError(Exception):
+    """Base of every error hivebus raises on purpose."""
+
+
+class InvalidSubject(HivebusError, ValueError):
+    """A subject or subscription pattern is malformed."""
+
+    def __init__(self, subject: str, reason: str) -> None:
+        super().__init__(f"invalid subject {subject!r}: {reason}")
+        self.subject = subject
+        self.reason = reason
+
+
+class BusClosed(HivebusError):
+    """The bus is closing or closed and takes no new work."""
+
+
+class NoResponders(HivebusError):
+    """A request was sent to a subject that no subscription matches."""
+
+    def __init__(self, subject: str) -> None:
+        super().__init__(f"no responders for {subject!r}")
+        self.subject = subject
+
+
+class RequestTimeout(HivebusError, TimeoutError):
+    """No reply arrived before the request's deadline."""
+
+    def __init__(self, subject: str, timeout: float) -> None:
+        super().__init__(f"request to {subject!r} got no reply within {timeout:g}s")
+        self.subject = subject
+        self.timeout = timeout
+
+
+class RemoteError(HivebusError):
+    """The handler that served a request raised; this carries what it raised.
+
+    ``remote_type`` is the exception's class name, ``remote_message`` its text and
+    ``remote_traceback`` the formatted traceback from the handler's side.
+    """
+
+    def __init__(
+        self,
+        subject: str,
+        remote_type: str,
+        remote_message: str,
+        remote_traceback: str = "",
+    ) -> None:
+        super().__init__(f"handler for {subject!r} raised {remote_type}: {remote_message}")
+        self.subject = subject
+        self.remote_type = remote_type
+        self.remote_message = remote_message
+        self.remote_traceback = remote_traceback
+
+
+class BufferFull(HivebusError):
+    """A subscription with the ``error`` policy had no room for a message."""
+
+    def __init__(self, subject: str, subscription: str, size: int) -> None:
+        super().__init__(
+            f"buffer of subscription {subscription!r} is full ({size} messages) "
+            f"while publishing to {subject!r}"
+        )
+        self.subject = subject
+        self.subscription = subscription
+        self.size = size
+
+
+class DrainTimeout(HivebusError, TimeoutError):
+    """``drain()`` did not reach quiescence before its deadline."""
+
+    def __init__(self, timeout: float, pending: int) -> None:
+        super().__init__(f"bus not quiescent after {timeout:g}s: {pending} deliveries pending")
+        self.timeout = timeout
+        self.pending = pending
