@@ -6,6 +6,7 @@ hivebus trace FILE [--subject PATTERN] [--json]   show a recorded run as a causa
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -58,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         "trace",
         help="show a recorded run (JSONL trace) as a causation tree with timings",
         description=(
-            "Read a trace written by bus.TraceRecorder and print every message as a tree: "
+            "Read a trace written by bus.TraceRecorder and print its causation tree: "
             "each message under the one whose handler caused it, with its offset from the "
             "start of the run and, for requests, the time until the reply."
         ),
@@ -81,9 +82,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         code: int = args.run(args)
+        sys.stdout.flush()
     except (HivebusError, InvalidSubject) as exc:
         print(f"hivebus {args.command}: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # The reader went away (`hivebus trace run.jsonl | head`): not an error of ours.
+        # Point stdout at devnull so the interpreter's final flush does not complain.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return code
 
 

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import time
-import traceback
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -14,29 +11,21 @@ import anyio
 import anyio.abc
 from anyio.abc import TaskGroup
 
-from ._message import Envelope, IdSource, Topic
-from ._request import ErrorReply, PendingRequest
-from ._routing import Route, Router, Tap, TapCallback
+from ._core import Core
+from ._message import Topic
+from ._routing import Tap, TapCallback
 from ._stats import (
-    DEAD_LETTERS,
     POLICIES,
     BusStats,
     CloseReport,
-    DeadLetter,
-    DeadLetterReason,
     Policy,
     SubjectStats,
 )
 from ._stream import Stream
 from ._subscription import Handler, Subscription
 from .errors import (
-    BufferFull,
     BusClosed,
     DrainTimeout,
-    InvalidSubject,
-    NoResponders,
-    RemoteError,
-    RequestTimeout,
 )
 
 if TYPE_CHECKING:
@@ -50,22 +39,7 @@ log = logging.getLogger("hivebus.bus")
 _COUNTERS = ("received", "delivered", "dropped", "failed", "cancelled", "unprocessed")
 
 
-class _Blocked:
-    """A publish that found full ``block``/``error`` buffers: those subscriptions, the envelope."""
-
-    __slots__ = ("envelope", "subs")
-
-    def __init__(self, subs: list[Subscription], envelope: Envelope) -> None:
-        self.subs = subs
-        self.envelope = envelope
-
-
-def _expire(pending: PendingRequest, timeout: float) -> None:
-    if not pending.future.done():
-        pending.future.set_exception(RequestTimeout(pending.subject, timeout))
-
-
-class Bus:
+class Bus(Core):
     """An in-process message bus with NATS semantics.
 
     Use it as ``async with Bus() as bus:``; leaving the block closes it (drains in-flight
@@ -90,32 +64,14 @@ class Bus:
         self.transport = transport
         self.request_timeout = request_timeout
         self.close_timeout = close_timeout
-        ids = IdSource()
-        self._id_prefix = f"{ids.prefix}-"
-        self._id_counter = itertools.count(1)
-        self._inbox = f"_INBOX.{ids.prefix}"
-        self._router = Router()
-        self._routes = self._router.cache
-        self._requests: dict[str, PendingRequest] = {}
+        super().__init__()
         self._tg: TaskGroup | None = None
         self._workers: TaskGroup | None = None
-        self._started = False
-        self._accepting = False  # external publishes allowed
-        self._running = False  # workers alive: handlers may still publish while draining
         self._close_report: CloseReport | None = None
         self._actors: list[Actor] = []
         self._unstarted: list[Subscription] = []
-        self._idle_waiters: list[asyncio.Future[None]] = []
         self._retired = dict.fromkeys(_COUNTERS, 0)
         self._retired_subs: list[Subscription] = []
-        self._in_flight = 0
-        self._dead_lettered = 0
-        self._requests_sent = 0
-        self._replies = 0
-        self._timeouts = 0
-        self._no_responders = 0
-        self._late_replies = 0
-        self._tap_errors = 0
         self._sub_names = 0
 
     def __repr__(self) -> str:
@@ -234,17 +190,6 @@ class Bus:
             finally:
                 if waiter in self._idle_waiters:
                     self._idle_waiters.remove(waiter)
-
-    def _settle(self) -> None:
-        self._in_flight -= 1
-        if not self._in_flight and self._idle_waiters:
-            self._wake_idle()
-
-    def _wake_idle(self) -> None:
-        for waiter in self._idle_waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        self._idle_waiters.clear()
 
     # -- subscribing -------------------------------------------------------------------------
 
@@ -392,145 +337,6 @@ class Bus:
         if blocked is not None:
             self._refuse(blocked.subs, blocked.envelope)
 
-    async def _publish(
-        self,
-        topic: Topic[Any, Any],
-        message: Any,
-        sender: str,
-        causation_id: str | None,
-        headers: Mapping[str, str] | None,
-        *,
-        internal: bool,
-    ) -> None:
-        blocked = self._send(topic, message, sender, causation_id, headers, internal)
-        if blocked is not None:
-            await self._overflow(blocked, None)
-
-    def _send(
-        self,
-        topic: Topic[Any, Any],
-        message: Any,
-        sender: str,
-        causation_id: str | None,
-        headers: Mapping[str, str] | None,
-        internal: bool,
-    ) -> _Blocked | None:
-        """The publish hot path, synchronous: check, wrap, route, enqueue."""
-        if not self._accepting and not (internal and self._running):
-            raise self._refusal()
-        if message.__class__ is not topic.type and not isinstance(message, topic.type):
-            raise self._wrong_type(topic, message)
-        subject = topic.subject
-        route = self._routes.get(subject)
-        if route is None:
-            if topic.is_pattern:
-                raise InvalidSubject(subject, "cannot publish to a wildcard pattern")
-            route = self._router.route(subject)
-        env = Envelope(
-            id=f"{self._id_prefix}{next(self._id_counter)}",
-            subject=subject,
-            payload=message,
-            sender=sender,
-            timestamp=time.time(),
-            causation_id=causation_id,
-            headers=headers,
-        )
-        return self._enqueue(route, env)
-
-    def _refusal(self) -> BusClosed:
-        if self._started:
-            return BusClosed("bus is closed")
-        return BusClosed("bus is not started: use 'async with Bus() as bus'")
-
-    @staticmethod
-    def _wrong_type(topic: Topic[Any, Any], message: Any) -> TypeError:
-        return TypeError(
-            f"{topic!r} carries {topic.type.__qualname__}, got {type(message).__qualname__}"
-        )
-
-    def _enqueue(self, route: Route, env: Envelope) -> _Blocked | None:
-        """Put ``env`` in every target buffer with room; return the full ones that block/error."""
-        counter = route.counter
-        counter.published += 1
-        if route.taps:
-            self._run_taps(route.taps, env)
-        targets = route.subs
-        if route.groups:
-            targets = targets + tuple(group.pick() for group in route.groups)
-        elif not targets:
-            counter.unrouted += 1
-            return None
-        counter.fanout += len(targets)
-        blocked = None
-        for sub in targets:
-            buffer = sub._buffer
-            size = len(buffer)
-            if size < sub.maxsize:
-                buffer.append(env)
-                sub.received += 1
-                self._in_flight += 1
-                if size >= sub.max_pending:
-                    sub.max_pending = size + 1
-                if sub._waiters:
-                    sub._wake_worker()
-            elif sub.policy == "drop_oldest":
-                self._dead_letter(sub, buffer.popleft(), "dropped_oldest")
-                buffer.append(env)
-                sub.received += 1
-                sub.dropped += 1
-            elif sub.policy == "drop_newest":
-                sub.received += 1
-                sub.dropped += 1
-                self._dead_letter(sub, env, "dropped_newest")
-            elif blocked is None:
-                blocked = _Blocked([sub], env)
-            else:
-                blocked.subs.append(sub)
-        return blocked
-
-    def _refuse(self, subs: list[Subscription], env: Envelope) -> None:
-        for sub in subs:
-            sub.received += 1
-            sub.dropped += 1
-            self._dead_letter(sub, env, "buffer_full")
-        raise BufferFull(env.subject, subs[0].name, subs[0].maxsize)
-
-    async def _overflow(self, blocked: _Blocked, deadline: float | None) -> None:
-        """Slow path: wait for room in ``block`` subscribers; refuse for ``error`` ones."""
-        env = blocked.envelope
-        refused = [sub for sub in blocked.subs if sub.policy == "error"]
-        me = asyncio.current_task()
-        for sub in blocked.subs:
-            if sub.policy == "error":
-                continue
-            while len(sub._buffer) >= sub.maxsize and not sub._closed and me not in sub._tasks:
-                # (a worker publishing into its own subscription would deadlock: let it in)
-                if deadline is None:
-                    await sub._wait_for_room()
-                    continue
-                with anyio.move_on_after(deadline - asyncio.get_running_loop().time()) as scope:
-                    await sub._wait_for_room()
-                if scope.cancelled_caught:
-                    raise RequestTimeout(env.subject, 0.0)
-            sub.received += 1
-            if sub._closed:  # it went away while we waited: account for the message anyway
-                sub.unprocessed += 1
-                continue
-            sub._buffer.append(env)
-            self._in_flight += 1
-            sub.max_pending = max(sub.max_pending, len(sub._buffer))
-            sub._wake_worker()
-        if refused:
-            self._refuse(refused, env)
-
-    def _run_taps(self, taps: tuple[TapCallback, ...], env: Envelope) -> None:
-        for tap in taps:
-            try:
-                tap(env)
-            except Exception:
-                self._tap_errors += 1
-                log.exception("tap %r failed on %s", tap, env.subject)
-
     # -- request/reply -----------------------------------------------------------------------
 
     async def request(
@@ -551,154 +357,6 @@ class Bus:
         return await self._request(
             topic, message, timeout, sender or self.name, None, headers, internal=False
         )
-
-    async def _request(
-        self,
-        topic: Topic[Any, R],
-        message: Any,
-        timeout: float | None,
-        sender: str,
-        causation_id: str | None,
-        headers: Mapping[str, str] | None,
-        *,
-        internal: bool,
-    ) -> R:
-        if not self._accepting and not (internal and self._running):
-            raise self._refusal()
-        if message.__class__ is not topic.type and not isinstance(message, topic.type):
-            raise self._wrong_type(topic, message)
-        route = self._routes.get(topic.subject)
-        if route is None:
-            if topic.is_pattern:
-                raise InvalidSubject(topic.subject, "cannot request a wildcard pattern")
-            route = self._router.route(topic.subject)
-        if not route.subs and not route.groups:
-            self._no_responders += 1
-            route.counter.published += 1
-            route.counter.unrouted += 1
-            raise NoResponders(topic.subject)
-        if timeout is None:
-            timeout = self.request_timeout
-        env_id = f"{self._id_prefix}{next(self._id_counter)}"
-        env = Envelope(
-            id=env_id,
-            subject=topic.subject,
-            payload=message,
-            sender=sender,
-            timestamp=time.time(),
-            correlation_id=env_id,
-            causation_id=causation_id,
-            reply_to=self._inbox,
-            headers=headers,
-        )
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[R] = loop.create_future()
-        pending = PendingRequest(future, topic.subject)
-        self._requests[env_id] = pending
-        self._requests_sent += 1
-        timer = loop.call_later(timeout, _expire, pending, timeout)
-        try:
-            blocked = self._enqueue(route, env)
-            if blocked is not None:
-                await self._overflow(blocked, loop.time() + timeout)
-            return await future
-        except BaseException as exc:
-            pending.abandon()
-            if isinstance(exc, RequestTimeout):
-                self._timeouts += 1
-                if exc.timeout == 0.0:
-                    raise RequestTimeout(topic.subject, timeout) from None
-            raise
-        finally:
-            timer.cancel()
-            del self._requests[env_id]
-
-    def _reply(
-        self, env: Envelope, result: Any, error: BaseException | None, sub: Subscription
-    ) -> None:
-        """Answer the request ``env`` with ``result`` (or ``error``)."""
-        reply_to = env.reply_to
-        assert reply_to is not None
-        payload: Any = result
-        if error is not None:
-            payload = ErrorReply(
-                remote_type=type(error).__qualname__,
-                message=str(error),
-                traceback="".join(traceback.format_exception(error)),
-            )
-        route = self._routes.get(reply_to) or self._router.route(reply_to)
-        if route.taps:
-            reply = Envelope(
-                id=f"{self._id_prefix}{next(self._id_counter)}",
-                subject=reply_to,
-                payload=payload,
-                sender=sub.name,
-                timestamp=time.time(),
-                correlation_id=env.correlation_id,
-                causation_id=env.id,
-            )
-            self._run_taps(route.taps, reply)
-        pending = self._requests.get(env.correlation_id)  # type: ignore[arg-type]
-        if pending is None or pending.future.done():
-            self._late_replies += 1
-            return
-        self._replies += 1
-        if error is None:
-            pending.future.set_result(result)
-        else:
-            pending.future.set_exception(
-                RemoteError(env.subject, payload.remote_type, payload.message, payload.traceback)
-            )
-
-    # -- failures ----------------------------------------------------------------------------
-
-    def _handler_failed(self, sub: Subscription, env: Envelope, exc: Exception) -> None:
-        log.warning(
-            "handler of %s failed on %s (id %s): %s: %s",
-            sub.name,
-            env.subject,
-            env.id,
-            type(exc).__qualname__,
-            exc,
-        )
-        self._dead_letter(sub, env, "handler_error", exc)
-        if env.reply_to is not None:
-            self._reply(env, None, exc, sub)
-
-    def _dead_letter(
-        self,
-        sub: Subscription,
-        env: Envelope,
-        reason: DeadLetterReason,
-        exc: BaseException | None = None,
-    ) -> None:
-        """Publish a :class:`DeadLetter` on ``_bus.dead`` without ever waiting.
-
-        Deliveries of dead letters themselves are never dead-lettered again (no loops).
-        """
-        self._dead_lettered += 1
-        if env.subject == DEAD_LETTERS.subject or not self._running:
-            return
-        letter = DeadLetter(
-            reason=reason,
-            subscription=sub.name,
-            envelope=env,
-            error_type=None if exc is None else type(exc).__qualname__,
-            error_message=None if exc is None else str(exc),
-        )
-        dead = Envelope(
-            id=f"{self._id_prefix}{next(self._id_counter)}",
-            subject=DEAD_LETTERS.subject,
-            payload=letter,
-            sender=sub.name,
-            timestamp=time.time(),
-            causation_id=env.id,
-        )
-        route = self._routes.get(dead.subject) or self._router.route(dead.subject)
-        blocked = self._enqueue(route, dead)
-        for full in blocked.subs if blocked is not None else ():
-            full.received += 1
-            full.dropped += 1
 
     # -- observation -------------------------------------------------------------------------
 

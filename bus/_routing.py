@@ -1,8 +1,7 @@
 """Routing: from a concrete subject to the subscriptions, queue groups and taps it reaches.
 
-A route is computed once per subject from the subject index and cached; subscribing or
-unsubscribing evicts only the cached subjects the pattern matches, so a publish is one dict
-lookup however many subscriptions exist.
+A route is computed once per subject from the subject index and cached, so a publish is one
+dict lookup however many subscriptions exist; a subscription change evicts what it may alter.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ._message import Envelope
-from ._subjects import SubjectIndex, is_pattern, matches
+from ._subjects import SubjectIndex, is_pattern
 
 if TYPE_CHECKING:
     from ._subscription import Subscription
@@ -144,11 +143,13 @@ class Router:
         return counter
 
     def _evict(self, pattern: str) -> None:
-        if not is_pattern(pattern):
+        # A literal pattern caches one subject. A wildcard may touch any of them: dropping the
+        # whole cache is O(1) here, and each subject costs one trie walk (O(tokens)) on its
+        # next publish, where scanning the cache would cost O(cached subjects) per change.
+        if is_pattern(pattern):
+            self.cache.clear()
+        else:
             self.cache.pop(pattern, None)
-            return
-        for subject in [s for s in self.cache if matches(pattern, s)]:
-            del self.cache[subject]
 
     def add_subscription(self, sub: Subscription) -> None:
         self.subscriptions.add(sub.pattern, sub)

@@ -226,6 +226,7 @@ class Subscription:
         requests = bus._requests
         name = self.name
         reply_type = self.topic.reply
+        inbox = bus._inbox
         try:
             while True:
                 if not buffer:
@@ -245,7 +246,10 @@ class Subscription:
                 pending = None
                 if env.reply_to is not None:
                     pending = requests.get(env.correlation_id)  # type: ignore[arg-type]
-                    if pending is not None and pending.abandoned:
+                    if (pending is None and env.reply_to == inbox) or (
+                        pending is not None and pending.abandoned
+                    ):
+                        # Our own requester gave up (or was answered) while this waited.
                         self.cancelled += 1
                         bus._settle()
                         continue

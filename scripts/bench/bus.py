@@ -6,7 +6,8 @@
 Figures (each the median of --rounds rounds, bus and baseline alternating):
   1->1       publish -> handle, messages/s          vs a raw asyncio.Queue(1024) producer/consumer
   1->10      fan-out deliveries/s                   vs ten raw queues, one consumer each
-  wildcard   1->1 with 10,000 wildcard subscriptions on distinct subjects   vs the raw queue
+  wildcard   10,000 wildcard subscriptions on distinct subjects, messages spread over them
+             vs 10,000 raw queues with a consumer each and a dict from subject to queue
   rpc        sequential request/reply p50 and p99   vs a raw future round trip through a server task
   rpc-10k    10,000 concurrent requests, calls/s    vs 10,000 concurrent raw future round trips
 Bars (issue 2): 1->1 >= 0.5x the raw queue; request/reply p50 <= 3x the raw round trip.
@@ -61,6 +62,28 @@ async def raw_queue(n: int, consumers: int = 1) -> float:
             await q.put(msg)
     await asyncio.gather(*tasks)
     return n * consumers / (time.perf_counter() - start)
+
+
+async def raw_many_queues(n: int, queues: int) -> float:
+    """The raw equivalent of the wildcard figure: one queue and one consumer per subject,
+    a dict from subject to queue, messages spread round-robin over the subjects."""
+    subjects = [f"bench.s{i}.x" for i in range(queues)]
+    by_subject: dict[str, asyncio.Queue[Ping]] = {s: asyncio.Queue(64) for s in subjects}
+    per_queue = [n // queues + (1 if i < n % queues else 0) for i in range(queues)]
+
+    async def consume(q: asyncio.Queue[Ping], count: int) -> None:
+        for _ in range(count):
+            await q.get()
+
+    tasks = [
+        asyncio.create_task(consume(q, c))
+        for q, c in zip(by_subject.values(), per_queue, strict=True)
+    ]
+    start = time.perf_counter()
+    for i in range(n):
+        await by_subject[subjects[i % queues]].put(Ping(n=i))
+    await asyncio.gather(*tasks)
+    return n / (time.perf_counter() - start)
 
 
 async def _raw_server(q: asyncio.Queue[tuple[Ping, asyncio.Future[Pong]]]) -> None:
@@ -211,9 +234,11 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     mine = await median_of(rounds, lambda: bus_pubsub(fan_n, 10))
     check("1->10 deliveries/s", mine, raw, mine / raw, "(none; raw 10 queues)", True)
 
-    raw = await median_of(rounds, lambda: raw_queue(n))
-    mine = await median_of(rounds, lambda: bus_wildcard(n))
-    check("10k wildcard subs msgs/s", mine, raw, mine / raw, "(none; raw asyncio.Queue)", True)
+    subs = args.subs
+    raw = await median_of(rounds, lambda: raw_many_queues(n, subs))
+    mine = await median_of(rounds, lambda: bus_wildcard(n, subs))
+    bar = f"(none; {subs:,} raw queues + consumers)"
+    check("10k wildcard subs msgs/s", mine, raw, mine / raw, bar, True)
 
     rpc_n = args.rpc
     raw_lat: list[float] = []
@@ -229,8 +254,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     check("request/reply p50 us", p50, r50, p50 / r50, bar, p50 <= 3 * r50)
     check("request/reply p99 us", p99, r99, p99 / r99, "(none)", True)
 
-    raw = await median_of(rounds, lambda: raw_rpc_concurrent(10_000))
-    mine = await median_of(rounds, lambda: bus_rpc_concurrent(10_000))
+    raw = await median_of(rounds, lambda: raw_rpc_concurrent(args.concurrent))
+    mine = await median_of(rounds, lambda: bus_rpc_concurrent(args.concurrent))
     check("10k concurrent requests calls/s", mine, raw, mine / raw, "(none)", True)
     return {
         "bench": "bus",
@@ -247,6 +272,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200_000, help="messages per 1->1 round")
     parser.add_argument("--rpc", type=int, default=20_000, help="sequential requests per round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--subs", type=int, default=10_000, help="wildcard subscriptions")
+    parser.add_argument("--concurrent", type=int, default=10_000, help="concurrent requests")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args()
     result = asyncio.run(run(args))
