@@ -101,6 +101,7 @@ class Actor:
         if not specs:
             raise TypeError(f"actor {self.name!r} has no @handler methods")
         shared = asyncio.Semaphore(self.concurrency) if len(specs) > 1 else None
+        tasks: set[asyncio.Task[Any]] = set()  # one set: siblings may feed each other
         for method, spec in specs:
             topic = spec.topic if isinstance(spec.topic, Topic) else spec.topic(self)
             sub = bus._make_subscription(
@@ -113,6 +114,7 @@ class Actor:
                 f"{self.name}.{method.__name__}",
                 limiter=shared,
                 on_failure=self._on_failure,
+                tasks=tasks,
             )
             bus._router.add_subscription(sub)
             bus._start_workers(sub)
@@ -135,8 +137,12 @@ class Actor:
         if self.supervision == "restart":
             self.restarts += 1
             log.warning("actor %r restarting after %s", self.name, type(error).__qualname__)
-            await self.on_stop()
-            await self.on_start()
+            try:
+                await self.on_stop()
+                await self.on_start()
+            except Exception:  # escalate: an actor that cannot restart stops
+                log.exception("actor %r failed to restart; stopping it", self.name)
+                self.stop()
         elif self.supervision == "stop":
             log.warning("actor %r stopping after %s", self.name, type(error).__qualname__)
             self.stop()

@@ -24,6 +24,7 @@ from ._stats import (
 from ._stream import Stream
 from ._subscription import Handler, Subscription
 from .errors import (
+    BufferFull,
     BusClosed,
     DrainTimeout,
 )
@@ -35,6 +36,8 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 log = logging.getLogger("hivebus.bus")
+
+STOP_GRACE = 5.0  # seconds for cancelled handlers and actors' on_stop at close
 
 _COUNTERS = ("received", "delivered", "dropped", "failed", "cancelled", "unprocessed")
 
@@ -68,6 +71,8 @@ class Bus(Core):
         self._tg: TaskGroup | None = None
         self._workers: TaskGroup | None = None
         self._close_report: CloseReport | None = None
+        self._closing: asyncio.Future[CloseReport] | None = None
+        self._workers_done = anyio.Event()
         self._actors: list[Actor] = []
         self._unstarted: list[Subscription] = []
         self._retired = dict.fromkeys(_COUNTERS, 0)
@@ -107,10 +112,13 @@ class Bus(Core):
     async def _serve(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         """Own the workers in a task group of their own, so that closing the bus cancels
         them and never the code running inside ``async with Bus()``."""
-        async with anyio.create_task_group() as workers:
-            self._workers = workers
-            task_status.started()
-            await anyio.sleep_forever()
+        try:
+            async with anyio.create_task_group() as workers:
+                self._workers = workers
+                task_status.started()
+                await anyio.sleep_forever()
+        finally:
+            self._workers_done.set()
 
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> bool | None:
         assert self._tg is not None
@@ -125,25 +133,55 @@ class Bus(Core):
 
     async def close(self, timeout: float | None = None) -> CloseReport:
         """Stop taking publishes, drain in-flight work for up to ``timeout`` seconds (default
-        ``close_timeout``), cancel what is left, and report it. Idempotent."""
+        ``close_timeout``), cancel what is left, stop the actors, and report it all.
+
+        Idempotent: later and concurrent calls return the same report. Do not call it from a
+        handler (it would wait for that handler to finish).
+        """
         return await self._shutdown(self.close_timeout if timeout is None else timeout)
 
     async def _shutdown(self, timeout: float) -> CloseReport:
-        if self._close_report is not None:
-            return self._close_report
+        if self._closing is not None:
+            return await asyncio.shield(self._closing)
         if not self._started:
             raise BusClosed("bus was never started")
+        self._closing = asyncio.get_running_loop().create_future()
         self._accepting = False
-        drained = True
+        drained = False
         try:
             await self.drain(timeout)
+            drained = True
         except DrainTimeout:
-            drained = False
-        for actor in reversed(self._actors):
-            await actor._stop()
+            pass
+        finally:
+            # Runs even if the closer is cancelled: a half-closed bus would hang its owner.
+            unprocessed, interrupted, by_sub = self._stop_subscriptions()
+            failed_requests = self._fail_requests()
+            assert self._workers is not None
+            self._workers.cancel_scope.cancel()
+            actor_errors: dict[str, str] = {}
+            with anyio.move_on_after(STOP_GRACE, shield=True):
+                await self._workers_done.wait()  # no handler runs while actors stop
+                actor_errors = await self._stop_actors()
+            report = CloseReport(
+                drained=drained,
+                unprocessed=unprocessed,
+                interrupted=interrupted,
+                failed_requests=failed_requests,
+                by_subscription=by_sub,
+                actor_errors=actor_errors,
+            )
+            self._close_report = report
+            self._closing.set_result(report)
+        if not drained:
+            log.warning("bus %r closed before draining: %s", self.name, report)
+        return report
+
+    def _stop_subscriptions(self) -> tuple[int, int, dict[str, int]]:
+        """Close every subscription; count what was still buffered or running."""
         by_sub: dict[str, int] = {}
         unprocessed = interrupted = 0
-        for sub in list(self._router.subscriptions.values()):
+        for sub in [*self._router.subscriptions.values(), *self._retired_subs]:
             left = len(sub._buffer)
             interrupted += sub.running
             if left or sub.running:
@@ -154,42 +192,49 @@ class Bus(Core):
             sub._buffer.clear()
             sub._closed = True
             sub._wake_all()
-        failed_requests = 0
+        self._running = False
+        if not self._in_flight:
+            self._wake_idle()
+        return unprocessed, interrupted, by_sub
+
+    def _fail_requests(self) -> int:
+        failed = 0
         for pending in self._requests.values():
             if not pending.future.done():
-                failed_requests += 1
+                failed += 1
                 pending.future.set_exception(BusClosed("bus closed before a reply arrived"))
-        self._running = False
-        assert self._workers is not None
-        self._workers.cancel_scope.cancel()
-        report = CloseReport(
-            drained=drained,
-            unprocessed=unprocessed,
-            interrupted=interrupted,
-            failed_requests=failed_requests,
-            by_subscription=by_sub,
-        )
-        self._close_report = report
-        if not drained:
-            log.warning("bus %r closed before draining: %s", self.name, report)
-        return report
+        return failed
+
+    async def _stop_actors(self) -> dict[str, str]:
+        errors: dict[str, str] = {}
+        for actor in reversed(self._actors):
+            try:
+                await actor._stop()
+            except Exception as exc:  # one actor must not keep the others up
+                log.exception("actor %r failed to stop", actor.name)
+                errors[actor.name] = f"{type(exc).__qualname__}: {exc}"
+        return errors
 
     async def drain(self, timeout: float | None = None) -> None:
         """Return once every delivered message has been handled (the bus is quiescent).
 
-        Raises :class:`DrainTimeout` if that takes longer than ``timeout`` seconds.
+        Raises :class:`DrainTimeout` if that takes longer than ``timeout`` seconds. Do not
+        call it from a handler (it would wait for that handler to finish).
         """
-        while self._in_flight:
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._idle_waiters.append(waiter)
-            try:
-                with anyio.fail_after(timeout):
-                    await waiter
-            except TimeoutError:
-                raise DrainTimeout(timeout or 0.0, self._in_flight) from None
-            finally:
-                if waiter in self._idle_waiters:
-                    self._idle_waiters.remove(waiter)
+        if not self._in_flight:
+            return
+        try:
+            with anyio.fail_after(timeout):
+                while self._in_flight:
+                    waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                    self._idle_waiters.append(waiter)
+                    try:
+                        await waiter
+                    finally:
+                        if waiter in self._idle_waiters:
+                            self._idle_waiters.remove(waiter)
+        except TimeoutError:
+            raise DrainTimeout(timeout or 0.0, self._in_flight) from None
 
     # -- subscribing -------------------------------------------------------------------------
 
@@ -302,6 +347,8 @@ class Bus(Core):
     async def add(self, actor: Actor) -> Actor:
         """Attach an actor: its handlers are subscribed and it is started and stopped with the
         bus (at once if the bus is already running)."""
+        if self._started and not self._running:
+            raise BusClosed(f"cannot add actor {actor.name!r}: the bus is closed")
         self._actors.append(actor)
         if self._running:
             await actor._start(self)
@@ -334,8 +381,18 @@ class Bus(Core):
         """Publish without waiting (from sync code). A full ``block`` subscriber is treated
         like ``error``: the delivery is dropped, dead-lettered, and :class:`BufferFull` raised."""
         blocked = self._send(topic, message, sender or self.name, None, headers, False)
-        if blocked is not None:
-            self._refuse(blocked.subs, blocked.envelope)
+        if blocked is None:
+            return
+        me = asyncio.current_task()
+        refused = []
+        for sub in blocked.subs:
+            if sub.policy == "block" and me is not None and me in sub._tasks:
+                self._admit(sub, blocked.envelope)  # a handler feeding its own subscription
+            else:
+                refused.append(sub)
+        if refused:
+            self._refuse(refused, blocked.envelope)
+            raise BufferFull(blocked.envelope.subject, refused[0].name, refused[0].maxsize)
 
     # -- request/reply -----------------------------------------------------------------------
 

@@ -11,11 +11,9 @@ import traceback
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-import anyio
-
 from ._message import Envelope, IdSource, Topic
 from ._request import ErrorReply, PendingRequest
-from ._routing import Route, Router, TapCallback
+from ._routing import Route, Router, SubjectCounter, TapCallback
 from ._stats import DEAD_LETTERS, DeadLetter, DeadLetterReason
 from ._subscription import Subscription
 from .errors import (
@@ -31,15 +29,20 @@ R = TypeVar("R")
 
 log = logging.getLogger("hivebus.bus")
 
+MAX_ABANDONED = 10_000
+
 
 class _Blocked:
     """A publish that found full ``block``/``error`` buffers: those subscriptions, the envelope."""
 
-    __slots__ = ("envelope", "subs")
+    __slots__ = ("counter", "envelope", "subs")
 
-    def __init__(self, subs: list[Subscription], envelope: Envelope) -> None:
+    def __init__(
+        self, subs: list[Subscription], envelope: Envelope, counter: SubjectCounter
+    ) -> None:
         self.subs = subs
         self.envelope = envelope
+        self.counter = counter
 
 
 def _expire(pending: PendingRequest, timeout: float) -> None:
@@ -61,6 +64,7 @@ class Core:
         self._router = Router()
         self._routes = self._router.cache
         self._requests: dict[str, PendingRequest] = {}
+        self._abandoned: dict[str, None] = {}  # recently abandoned requests, oldest first
         self._started = False
         self._accepting = False  # external publishes allowed
         self._running = False  # workers alive: handlers may still publish while draining
@@ -167,54 +171,65 @@ class Core:
                 if sub._waiters:
                     sub._wake_worker()
             elif sub.policy == "drop_oldest":
-                self._dead_letter(sub, buffer.popleft(), "dropped_oldest")
+                oldest = buffer.popleft()
                 buffer.append(env)
                 sub.received += 1
                 sub.dropped += 1
+                # After the append: the dead letter may be routed into this very buffer.
+                self._dead_letter(sub, oldest, "dropped_oldest")
             elif sub.policy == "drop_newest":
                 sub.received += 1
                 sub.dropped += 1
                 self._dead_letter(sub, env, "dropped_newest")
             elif blocked is None:
-                blocked = _Blocked([sub], env)
+                blocked = _Blocked([sub], env, counter)
             else:
                 blocked.subs.append(sub)
         return blocked
 
     def _refuse(self, subs: list[Subscription], env: Envelope) -> None:
+        """Count and dead-letter deliveries refused for want of room."""
         for sub in subs:
             sub.received += 1
             sub.dropped += 1
             self._dead_letter(sub, env, "buffer_full")
-        raise BufferFull(env.subject, subs[0].name, subs[0].maxsize)
 
-    async def _overflow(self, blocked: _Blocked, deadline: float | None) -> None:
-        """Slow path: wait for room in ``block`` subscribers; refuse for ``error`` ones."""
+    def _admit(self, sub: Subscription, env: Envelope) -> None:
+        """Append past a full buffer's bound (a handler feeding its own subscription)."""
+        sub.received += 1
+        if sub._closed:  # it went away while the publisher waited: account for it anyway
+            sub.unprocessed += 1
+            return
+        sub._buffer.append(env)
+        self._in_flight += 1
+        sub.max_pending = max(sub.max_pending, len(sub._buffer))
+        sub._wake_worker()
+
+    async def _overflow(self, blocked: _Blocked, done: asyncio.Future[Any] | None = None) -> None:
+        """Slow path of a publish: wait for room in full ``block`` buffers; refuse for
+        ``error`` ones (:class:`BufferFull`). For a request, ``done`` is its reply future:
+        once it is settled (reply, timeout), waiting for room stops."""
         env = blocked.envelope
         refused = [sub for sub in blocked.subs if sub.policy == "error"]
+        self._refuse(refused, env)
+        waiting = [sub for sub in blocked.subs if sub.policy != "error"]
         me = asyncio.current_task()
-        for sub in blocked.subs:
-            if sub.policy == "error":
-                continue
-            while len(sub._buffer) >= sub.maxsize and not sub._closed and me not in sub._tasks:
-                # (a worker publishing into its own subscription would deadlock: let it in)
-                if deadline is None:
-                    await sub._wait_for_room()
-                    continue
-                with anyio.move_on_after(deadline - asyncio.get_running_loop().time()) as scope:
-                    await sub._wait_for_room()
-                if scope.cancelled_caught:
-                    raise RequestTimeout(env.subject, 0.0)
-            sub.received += 1
-            if sub._closed:  # it went away while we waited: account for the message anyway
-                sub.unprocessed += 1
-                continue
-            sub._buffer.append(env)
-            self._in_flight += 1
-            sub.max_pending = max(sub.max_pending, len(sub._buffer))
-            sub._wake_worker()
+        delivered = 0
+        try:
+            for sub in waiting:
+                # A worker publishing into its own (or a sibling's) subscription would
+                # deadlock waiting for itself: it is let in past the bound instead.
+                while len(sub._buffer) >= sub.maxsize and not sub._closed and me not in sub._tasks:
+                    if done is not None and done.done():
+                        return
+                    await sub._wait_for_room(done)
+                self._admit(sub, env)
+                delivered += 1
+        finally:
+            if delivered < len(waiting):  # cancelled, or the request settled meanwhile
+                blocked.counter.fanout -= len(waiting) - delivered
         if refused:
-            self._refuse(refused, env)
+            raise BufferFull(env.subject, refused[0].name, refused[0].maxsize)
 
     def _run_taps(self, taps: tuple[TapCallback, ...], env: Envelope) -> None:
         for tap in taps:
@@ -272,18 +287,25 @@ class Core:
         try:
             blocked = self._enqueue(route, env)
             if blocked is not None:
-                await self._overflow(blocked, loop.time() + timeout)
+                await self._overflow(blocked, future)
             return await future
         except BaseException as exc:
             pending.abandon()
             if isinstance(exc, RequestTimeout):
                 self._timeouts += 1
-                if exc.timeout == 0.0:
-                    raise RequestTimeout(topic.subject, timeout) from None
+            if not isinstance(exc, RemoteError):
+                # Copies still buffered are skipped when a worker takes them.
+                self._abandoned[env_id] = None
+                if len(self._abandoned) > MAX_ABANDONED:
+                    del self._abandoned[next(iter(self._abandoned))]
             raise
         finally:
             timer.cancel()
             del self._requests[env_id]
+            if not future.done():
+                future.cancel()
+            elif not future.cancelled():
+                future.exception()  # retrieved: asyncio must not warn about it
 
     def _reply(
         self, env: Envelope, result: Any, error: BaseException | None, sub: Subscription

@@ -25,35 +25,37 @@ OTHER_SUBJECTS = "(other)"
 class SubjectCounter:
     """Mutable per-subject counters, kept apart from routes so they survive cache evictions."""
 
-    __slots__ = ("fanout", "published", "unrouted")
+    __slots__ = ("cursors", "fanout", "published", "unrouted")
 
     def __init__(self) -> None:
         self.published = 0
         self.fanout = 0
         self.unrouted = 0
+        self.cursors: dict[str, list[int]] = {}  # queue group -> round-robin position
 
 
 class QueueGroup:
     """Members of one queue group that match a subject: each message goes to one of them."""
 
-    __slots__ = ("_next", "members", "name")
+    __slots__ = ("_cursor", "members", "name")
 
-    def __init__(self, name: str, members: list[Subscription]) -> None:
+    def __init__(self, name: str, members: list[Subscription], cursor: list[int]) -> None:
         self.name = name
         self.members = members
-        self._next = 0
+        self._cursor = cursor  # kept by the subject's counter: survives route evictions
 
     def pick(self) -> Subscription:
         """Round-robin, skipping members whose buffer is full while another has room."""
         members = self.members
         count = len(members)
-        start = self._next % count
+        cursor = self._cursor
+        start = cursor[0] % count
         for offset in range(count):
             member = members[(start + offset) % count]
             if len(member._buffer) < member.maxsize:
-                self._next = start + offset + 1
+                cursor[0] = start + offset + 1
                 return member
-        self._next = start + 1
+        cursor[0] = start + 1
         return members[start]
 
 
@@ -124,9 +126,13 @@ class Router:
                 subs.append(sub)
             else:
                 grouped.setdefault(sub.queue, []).append(sub)
-        groups = tuple(QueueGroup(name, members) for name, members in grouped.items())
+        counter = self._counter(subject)
+        groups = tuple(
+            QueueGroup(name, members, counter.cursors.setdefault(name, [0]))
+            for name, members in grouped.items()
+        )
         taps = tuple(tap.callback for tap in self.taps.match(subject))
-        route = Route(tuple(subs), groups, taps, self._counter(subject))
+        route = Route(tuple(subs), groups, taps, counter)
         if len(self.cache) >= MAX_CACHED_ROUTES:
             self.cache.clear()
         self.cache[subject] = route
@@ -156,7 +162,10 @@ class Router:
         self._evict(sub.pattern)
 
     def remove_subscription(self, sub: Subscription) -> None:
-        self.subscriptions.remove(sub.pattern, sub)
+        try:
+            self.subscriptions.remove(sub.pattern, sub)
+        except (KeyError, ValueError):
+            return  # never added (a stream not entered) or already removed
         self._evict(sub.pattern)
 
     def add_tap(self, pattern: str, callback: TapCallback) -> Tap:

@@ -101,7 +101,8 @@ class CloseReport(msgspec.Struct, frozen=True, kw_only=True):
     """What ``Bus.close()`` found: whether it drained in time, and what it had to abandon.
 
     ``unprocessed`` messages were still buffered; ``interrupted`` handlers were running and
-    were cancelled; ``failed_requests`` were callers still waiting for a reply.
+    were cancelled; ``failed_requests`` were callers still waiting for a reply;
+    ``actor_errors`` names the actors whose ``on_stop`` raised, and what it raised.
     """
 
     drained: bool
@@ -109,3 +110,4 @@ class CloseReport(msgspec.Struct, frozen=True, kw_only=True):
     interrupted: int
     failed_requests: int
     by_subscription: dict[str, int]
+    actor_errors: dict[str, str] = {}

@@ -101,6 +101,7 @@ class Subscription:
         concurrency: int,
         limiter: asyncio.Semaphore | None = None,
         on_failure: FailureHook | None = None,
+        tasks: set[asyncio.Task[Any]] | None = None,
     ) -> None:
         self._bus = bus
         self.topic = topic
@@ -118,7 +119,9 @@ class Subscription:
         self._buffer: deque[Envelope] = deque()
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._putters: deque[asyncio.Future[None]] = deque()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        # The worker tasks; an actor's subscriptions share one set, so that a handler
+        # publishing into a sibling's full buffer is let in instead of deadlocking.
+        self._tasks: set[asyncio.Task[Any]] = set() if tasks is None else tasks
         self._closed = False
         self.received = 0
         self.delivered = 0
@@ -193,20 +196,29 @@ class Subscription:
         self._waiters.clear()
         self._putters.clear()
 
-    async def _wait_for_room(self) -> None:
-        """Wait until the buffer has room (``block`` policy); FIFO among waiting publishers."""
+    async def _wait_for_room(self, done: asyncio.Future[Any] | None = None) -> None:
+        """Wait until a worker frees a slot (``block`` policy), or ``done`` completes.
+
+        Publishers are woken in the order they started waiting; one arriving just as a slot
+        frees may take it first. A woken publisher that is cancelled hands its slot on.
+        """
         putter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._putters.append(putter)
         self.blocked_publishes += 1
         try:
-            await putter
+            if done is None:
+                await putter
+            else:
+                await asyncio.wait((putter, done), return_when=asyncio.FIRST_COMPLETED)
         except BaseException:
             if putter.done() and not putter.cancelled():
-                self._wake_putter()  # we were woken but leave: hand the slot on
-            else:
+                self._wake_putter()  # woken, but leaving: the slot goes to the next one
+            raise
+        finally:
+            if not putter.done():
+                putter.cancel()
                 with contextlib.suppress(ValueError):
                     self._putters.remove(putter)
-            raise
 
     # -- the worker -------------------------------------------------------------------------
 
@@ -226,7 +238,7 @@ class Subscription:
         requests = bus._requests
         name = self.name
         reply_type = self.topic.reply
-        inbox = bus._inbox
+        abandoned = bus._abandoned
         try:
             while True:
                 if not buffer:
@@ -246,63 +258,71 @@ class Subscription:
                 pending = None
                 if env.reply_to is not None:
                     pending = requests.get(env.correlation_id)  # type: ignore[arg-type]
-                    if (pending is None and env.reply_to == inbox) or (
-                        pending is not None and pending.abandoned
-                    ):
-                        # Our own requester gave up (or was answered) while this waited.
+                    if (
+                        pending.abandoned
+                        if pending is not None
+                        else env.correlation_id in abandoned
+                    ):  # our own requester gave up while this waited in the buffer
                         self.cancelled += 1
                         bus._settle()
                         continue
                 self.running += 1
                 try:
                     if limiter is not None:
-                        await limiter.acquire()
-                    try:
-                        if pending is not None:
-                            if pending.abandoned:  # given up while we waited for the limiter
-                                raise _Abandoned
-                            pending.tasks.append(task)
                         try:
-                            if wants_ctx:
-                                result = handler(env.payload, Context(bus, env, name))
-                            else:
-                                result = handler(env.payload)
-                            if is_async:
-                                result = await result
-                            if (
-                                reply_type is not None
-                                and env.reply_to is not None
-                                and not isinstance(result, reply_type)
-                            ):
-                                raise TypeError(
-                                    f"{self.topic!r} replies with {reply_type.__qualname__}, "
-                                    f"handler returned {type(result).__qualname__}"
-                                )
-                        finally:
+                            await limiter.acquire()
+                        except asyncio.CancelledError:
+                            self.cancelled += 1
+                            raise
+                    try:
+                        try:
                             if pending is not None:
-                                pending.tasks.remove(task)
-                                if pending.abandoned:
+                                if pending.abandoned:  # given up while we waited for the limiter
                                     raise _Abandoned
+                                pending.tasks.append(task)
+                            try:
+                                if wants_ctx:
+                                    result = handler(env.payload, Context(bus, env, name))
+                                else:
+                                    result = handler(env.payload)
+                                if is_async or inspect.isawaitable(result):
+                                    result = await result
+                                if (
+                                    reply_type is not None
+                                    and env.reply_to is not None
+                                    and not isinstance(result, reply_type)
+                                ):
+                                    raise TypeError(
+                                        f"{self.topic!r} replies with "
+                                        f"{reply_type.__qualname__}, handler returned "
+                                        f"{type(result).__qualname__}"
+                                    )
+                            finally:
+                                if pending is not None:
+                                    pending.tasks.remove(task)
+                                    if pending.abandoned:
+                                        raise _Abandoned
+                        except _Abandoned:
+                            self.cancelled += 1
+                            assert pending is not None
+                            if task in pending.cancelled and task.uncancel():
+                                raise asyncio.CancelledError from None  # shutdown as well
+                        except asyncio.CancelledError:
+                            self.cancelled += 1
+                            raise
+                        except Exception as exc:  # noqa: BLE001 - counted, dead-lettered, replied
+                            self.failed += 1
+                            bus._handler_failed(self, env, exc)
+                            if self._on_failure is not None:
+                                # Still holding the limiter: a restart is atomic for the actor.
+                                await self._on_failure(exc)
+                        else:
+                            self.delivered += 1
+                            if env.reply_to is not None:
+                                bus._reply(env, result, None, self)
                     finally:
                         if limiter is not None:
                             limiter.release()
-                except _Abandoned:
-                    self.cancelled += 1
-                    assert pending is not None
-                    if task in pending.cancelled and task.uncancel():
-                        raise asyncio.CancelledError from None  # shutdown as well: go on with it
-                except asyncio.CancelledError:
-                    self.cancelled += 1
-                    raise
-                except Exception as exc:  # noqa: BLE001 - counted, dead-lettered, replied
-                    self.failed += 1
-                    bus._handler_failed(self, env, exc)
-                    if self._on_failure is not None:
-                        await self._on_failure(exc)
-                else:
-                    self.delivered += 1
-                    if env.reply_to is not None:
-                        bus._reply(env, result, None, self)
                 finally:
                     self.running -= 1
                     bus._in_flight -= 1

@@ -215,3 +215,75 @@ async def test_queue_groups_of_actors_share_the_work() -> None:
                 tg.start_soon(bus.request, RPC, Ping(n=n))
     assert sorted(n for w in workers for n in w.jobs) == list(range(9))
     assert all(len(w.jobs) == 3 for w in workers)
+
+
+async def test_a_handler_feeding_a_siblings_full_buffer_does_not_deadlock() -> None:
+    got: list[int] = []
+
+    class Pipe(Actor):
+        concurrency = 1
+
+        @handler(PING)
+        async def first(self, msg: Ping, ctx: Context) -> None:
+            for n in range(3):
+                await ctx.publish(OTHER, Other(text=str(n)))
+
+        @handler(OTHER, buffer=1)
+        async def second(self, msg: Other) -> None:
+            got.append(int(msg.text))
+
+    async with Bus(close_timeout=0.5) as bus:
+        await bus.add(Pipe())
+        await bus.publish(PING, Ping(n=0))
+        await bus.drain(timeout=2)
+    assert got == [0, 1, 2]
+
+
+async def test_a_restart_completes_before_a_sibling_handler_runs() -> None:
+    seen: list[object] = []
+
+    class Service(Actor):
+        concurrency = 1
+        supervision = "restart"
+
+        async def on_start(self) -> None:
+            self.db: dict[str, bool] | None = {"ok": True}
+
+        async def on_stop(self) -> None:
+            self.db = None
+            await anyio.sleep(0.02)  # closing a connection takes a while
+
+        @handler(PING)
+        async def boom(self, msg: Ping) -> None:
+            raise ValueError("boom")
+
+        @handler(OTHER)
+        async def use(self, msg: Other) -> None:
+            seen.append(self.db)
+
+    async with Bus() as bus:
+        await bus.add(Service())
+        await bus.publish(PING, Ping(n=1))
+        await bus.publish(OTHER, Other())
+        await bus.drain()
+    assert seen == [{"ok": True}]
+
+
+async def test_an_actor_that_cannot_restart_is_stopped() -> None:
+    from bus import NoResponders
+
+    class Fragile(Counter):
+        supervision = "restart"
+
+        async def on_start(self) -> None:
+            if getattr(self, "count", None) is not None:
+                raise ConnectionError("cannot reconnect")
+            self.count = 0
+
+    async with Bus() as bus:
+        await bus.add(Fragile())
+        with pytest.raises(RemoteError):
+            await bus.request(RPC, Ping(n=-1))
+        await bus.drain()
+        with pytest.raises(NoResponders):
+            await bus.request(RPC, Ping(n=1))

@@ -160,3 +160,25 @@ async def test_a_queue_group_prefers_members_with_room(bus: Bus) -> None:
     await bus.drain()
     assert sorted(by["stuck"] + by["free"]) == list(range(10))
     assert len(by["stuck"]) <= 2  # one in its handler, one in its buffer
+
+
+async def test_drop_oldest_stays_within_its_bound_when_it_also_sees_dead_letters(
+    bus: Bus,
+) -> None:
+    gate = anyio.Event()
+
+    async def everything(msg: object) -> None:
+        await gate.wait()
+
+    from bus import Message, Topic
+
+    sub = bus.subscribe(Topic(">", Message), everything, buffer=2, policy="drop_oldest")
+    await bus.publish(PING, Ping(n=0))
+    await anyio.sleep(0.01)
+    for n in range(1, 6):
+        await bus.publish(PING, Ping(n=n))
+        assert sub.pending <= 2
+    gate.set()
+    await bus.drain()
+    assert sub.stats().max_pending == 2
+    assert bus.stats().balanced

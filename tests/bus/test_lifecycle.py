@@ -6,7 +6,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from bus import Bus, BusClosed, Context, DrainTimeout, Topic
+from bus import Actor, Bus, BusClosed, Context, DrainTimeout, Topic, handler
 
 from .messages import PING, Other, Ping
 
@@ -134,3 +134,127 @@ def test_bad_settings_are_refused() -> None:
 async def test_closing_a_bus_that_never_started_is_an_error() -> None:
     with pytest.raises(BusClosed, match="never started"):
         await Bus().close()
+
+
+async def test_close_wakes_a_drain_waiting_on_an_unread_stream() -> None:
+    async with Bus() as bus, bus.stream(PING), anyio.create_task_group() as tg:
+        await bus.publish(PING, Ping(n=1))  # nobody reads it
+        drained = anyio.Event()
+
+        async def wait_for_drain() -> None:
+            await bus.drain()
+            drained.set()
+
+        tg.start_soon(wait_for_drain)
+        await anyio.sleep(0.01)
+        report = await bus.close(timeout=0)
+        assert report.unprocessed == 1
+        with anyio.fail_after(1):
+            await drained.wait()
+
+
+async def test_the_drain_deadline_holds_under_steady_traffic() -> None:
+    import time
+
+    async with Bus() as bus, anyio.create_task_group() as tg:
+
+        async def chain(msg: Ping, ctx: Context) -> None:
+            await anyio.sleep(0.02)
+            # published from a task of its own, so in_flight touches 0 between messages
+            tg.start_soon(ctx.publish, PING, Ping(n=msg.n + 1))
+
+        bus.subscribe(PING, chain)
+        await bus.publish(PING, Ping(n=0))
+        started = time.monotonic()
+        with anyio.fail_after(2):
+            report = await bus.close(timeout=0.2)
+        assert time.monotonic() - started < 1.0
+        assert not report.drained
+
+
+class _Stoppy(Actor):
+    def __init__(self, name: str, *, fail: bool = False) -> None:
+        super().__init__(name)
+        self.fail = fail
+        self.stops = 0
+        self.running_at_stop: int | None = None
+
+    @handler(PING)
+    async def on_ping(self, msg: Ping) -> None:
+        await anyio.sleep(10)
+
+    async def on_stop(self) -> None:
+        self.stops += 1
+        self.running_at_stop = self.subscriptions[0].running
+        if self.fail:
+            raise RuntimeError("cannot stop")
+
+
+async def test_an_actor_whose_on_stop_raises_is_reported_and_the_others_still_stop() -> None:
+    bad, good = _Stoppy("bad", fail=True), _Stoppy("good")
+    with anyio.fail_after(2):
+        async with Bus() as bus:
+            await bus.add(good)
+            await bus.add(bad)
+            report = await bus.close()
+    assert report.actor_errors == {"bad": "RuntimeError: cannot stop"}
+    assert (bad.stops, good.stops) == (1, 1)
+
+
+async def test_concurrent_closes_share_one_shutdown_and_on_stop_runs_after_handlers() -> None:
+    actor = _Stoppy("a")
+    async with Bus() as bus:
+        await bus.add(actor)
+        await bus.publish(PING, Ping(n=1))
+        await anyio.sleep(0.01)  # the handler is running
+        reports = []
+
+        async def close() -> None:
+            reports.append(await bus.close(timeout=0.05))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(close)
+            tg.start_soon(close)
+    first, second = reports
+    assert first is second and first.interrupted == 1
+    assert actor.stops == 1
+    assert actor.running_at_stop == 0  # workers were stopped before on_stop ran
+
+
+async def test_cancelling_the_owner_while_it_drains_does_not_hang() -> None:
+    cancelled_in_time = False
+    with anyio.move_on_after(0.1) as scope:
+        async with Bus(close_timeout=30) as bus:
+
+            async def slow(msg: Ping) -> None:
+                await anyio.sleep(3600)
+
+            bus.subscribe(PING, slow)
+            await bus.publish(PING, Ping(n=1))
+            await anyio.sleep(0.01)
+        # leaving the block drains for up to 30 s; the scope's deadline cancels that
+    cancelled_in_time = scope.cancelled_caught
+    assert cancelled_in_time
+    assert bus.stats().cancelled == 1
+
+
+async def test_the_report_counts_handlers_of_unsubscribed_subscriptions() -> None:
+    async with Bus() as bus:
+
+        async def slow(msg: Ping) -> None:
+            await anyio.sleep(10)
+
+        sub = bus.subscribe(PING, slow)
+        await bus.publish(PING, Ping(n=1))
+        await anyio.sleep(0.01)
+        sub.unsubscribe()  # its handler is still running
+        report = await bus.close(timeout=0)
+    assert report.interrupted == 1
+    assert bus.stats().cancelled == 1 and bus.stats().balanced
+
+
+async def test_adding_an_actor_to_a_closed_bus_is_refused() -> None:
+    async with Bus() as bus:
+        pass
+    with pytest.raises(BusClosed, match="cannot add actor 'late'"):
+        await bus.add(_Stoppy("late"))

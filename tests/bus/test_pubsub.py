@@ -244,3 +244,33 @@ async def test_publish_nowait_delivers_from_sync_code(bus: Bus) -> None:
     bus.publish_nowait(PING, Ping(n=1))
     await bus.drain()
     assert seen == [1]
+
+
+async def test_a_plain_function_returning_a_coroutine_is_awaited(bus: Bus) -> None:
+    seen: list[int] = []
+
+    async def work(msg: Ping) -> None:
+        await anyio.lowlevel.checkpoint()
+        seen.append(msg.n)
+
+    bus.subscribe(PING, lambda m: work(m))
+    await bus.publish(PING, Ping(n=3))
+    await bus.drain()
+    assert seen == [3]
+
+
+async def test_publish_nowait_from_a_handler_into_its_own_full_buffer_is_let_in(
+    bus: Bus,
+) -> None:
+    seen: list[int] = []
+
+    def fan(msg: Ping, ctx: Context) -> None:
+        seen.append(msg.n)
+        if msg.n == 0:
+            for n in range(1, 4):
+                ctx.bus.publish_nowait(PING, Ping(n=n))
+
+    bus.subscribe(PING, fan, buffer=1)
+    await bus.publish(PING, Ping(n=0))
+    await bus.drain()
+    assert seen == [0, 1, 2, 3]

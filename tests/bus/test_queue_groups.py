@@ -53,3 +53,14 @@ def test_queue_group_names_are_validated() -> None:
     bus = Bus()
     with pytest.raises(ValueError, match="invalid queue group name"):
         bus.subscribe(PING, lambda m: None, queue="a.b")
+
+
+async def test_round_robin_survives_subscription_churn_elsewhere(bus: Bus) -> None:
+    by_member: Counter[str] = Counter()
+    for name in ("a", "b"):
+        bus.subscribe(PING, lambda m, name=name: by_member.update([name]), queue="w", name=name)
+    for n in range(20):
+        await bus.publish(PING, Ping(n=n))
+        bus.subscribe(Topic("churn.*", Ping), lambda m: None).unsubscribe()  # evicts routes
+    await bus.drain()
+    assert by_member == Counter({"a": 10, "b": 10})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from bus import (
@@ -268,3 +269,75 @@ async def test_requests_during_close_fail_with_bus_closed() -> None:
     assert report.interrupted == 1
     assert not report.drained
     assert [type(e) for e in outcome] == [BusClosed]
+
+
+async def test_an_observer_of_a_request_subject_sees_every_request(bus: Bus) -> None:
+    seen: list[int] = []
+
+    async def responder(msg: Ping) -> Pong:
+        return Pong(n=msg.n)
+
+    async def audit(msg: Ping) -> Pong:
+        seen.append(msg.n)
+        await anyio.sleep(0.001)
+        return Pong(n=-1)
+
+    bus.subscribe(RPC, responder)
+    bus.subscribe(RPC, audit)
+    replies = [await bus.request(RPC, Ping(n=n)) for n in range(5)]
+    await bus.drain()
+    assert replies == [Pong(n=n) for n in range(5)]
+    assert seen == [0, 1, 2, 3, 4]  # answered requests still reach every plain subscriber
+
+
+async def test_a_reply_is_not_lost_while_the_caller_waits_for_room_elsewhere(bus: Bus) -> None:
+    gate = anyio.Event()
+
+    async def responder(msg: Ping) -> Pong:
+        return Pong(n=msg.n)
+
+    async def stuck_observer(msg: Ping) -> None:
+        await gate.wait()
+
+    bus.subscribe(RPC, responder)
+    bus.subscribe(RPC, stuck_observer, buffer=1, name="observer")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(bus.publish, RPC, Ping(n=0))  # the observer's handler takes it
+        await anyio.sleep(0.01)
+        await bus.publish(RPC, Ping(n=1))  # fills the observer's buffer
+        with anyio.fail_after(1):
+            assert await bus.request(RPC, Ping(n=7), timeout=0.5) == Pong(n=7)
+        gate.set()
+    await bus.drain()
+    stats = bus.stats()
+    assert stats.balanced
+    assert stats.subjects["test.rpc"].fanout == sum(s.received for s in stats.subscriptions)
+
+
+async def test_timeouts_leave_no_unretrieved_future_behind() -> None:
+    import asyncio
+    import gc
+
+    problems: list[str] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, context: problems.append(context["message"]))
+    try:
+        async with Bus(close_timeout=0) as bus:
+
+            async def slow(msg: Ping) -> Pong:
+                await anyio.sleep(1)
+                return Pong(n=0)
+
+            bus.subscribe(RPC, slow, buffer=1)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(bus.request, RPC, Ping(n=1))
+                await anyio.sleep(0.01)
+                bus.publish_nowait(RPC, Ping(n=2))
+                with pytest.raises(RequestTimeout):
+                    await bus.request(RPC, Ping(n=3), timeout=0.05)  # waits for room
+                tg.cancel_scope.cancel()
+        gc.collect()
+        await anyio.lowlevel.checkpoint()
+    finally:
+        loop.set_exception_handler(None)
+    assert problems == []

@@ -75,3 +75,9 @@ async def test_a_stream_is_entered_once_and_only_on_a_running_bus() -> None:
         async with stream:
             with pytest.raises(RuntimeError, match="only once"):
                 await stream.__aenter__()
+
+
+async def test_a_stream_never_entered_can_be_unsubscribed(bus: Bus) -> None:
+    stream = bus.stream(PING)
+    stream.subscription.unsubscribe()
+    assert stream.subscription.closed
