@@ -205,16 +205,27 @@ class Subscription:
         putter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._putters.append(putter)
         self.blocked_publishes += 1
+        woken_by_slot = True
+
+        def settled(_: object) -> None:  # the request settled: stop waiting (no slot taken)
+            nonlocal woken_by_slot
+            if not putter.done():
+                woken_by_slot = False
+                putter.set_result(None)
+                with contextlib.suppress(ValueError):
+                    self._putters.remove(putter)
+
+        if done is not None:
+            done.add_done_callback(settled)
         try:
-            if done is None:
-                await putter
-            else:
-                await asyncio.wait((putter, done), return_when=asyncio.FIRST_COMPLETED)
+            await putter
         except BaseException:
-            if putter.done() and not putter.cancelled():
+            if woken_by_slot and putter.done() and not putter.cancelled():
                 self._wake_putter()  # woken, but leaving: the slot goes to the next one
             raise
         finally:
+            if done is not None:
+                done.remove_done_callback(settled)
             if not putter.done():
                 putter.cancel()
                 with contextlib.suppress(ValueError):
