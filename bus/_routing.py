@@ -62,7 +62,7 @@ class QueueGroup:
 class Route:
     """Where a message on one subject goes."""
 
-    __slots__ = ("counter", "groups", "subs", "taps")
+    __slots__ = ("counter", "groups", "single", "subs", "taps")
 
     def __init__(
         self,
@@ -75,6 +75,8 @@ class Route:
         self.groups = groups
         self.taps = taps
         self.counter = counter
+        # The one plain subscriber when there is nothing else to do (publish's fast path).
+        self.single = subs[0] if len(subs) == 1 and not groups and not taps else None
 
     @property
     def has_targets(self) -> bool:
