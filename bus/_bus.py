@@ -182,17 +182,20 @@ class Bus(Core):
         by_sub: dict[str, int] = {}
         unprocessed = interrupted = 0
         for sub in [*self._router.subscriptions.values(), *self._retired_subs]:
+            # Publishers still waiting for room get BusClosed; their messages count here too.
             left = len(sub._buffer)
+            waiting = sub.waiting_publishers
             interrupted += sub.running
-            if left or sub.running:
-                by_sub[sub.name] = left + sub.running
-            unprocessed += left
+            if left or sub.running or waiting:
+                by_sub[sub.name] = left + sub.running + waiting
+            unprocessed += left + waiting
             sub.unprocessed += left
             self._in_flight -= left
             sub._buffer.clear()
             sub._closed = True
             sub._wake_all()
         self._running = False
+        self._abandoned.clear()
         if not self._in_flight:
             self._wake_idle()
         return unprocessed, interrupted, by_sub
@@ -314,6 +317,8 @@ class Bus(Core):
         sub._closed = True
         for env in sub._buffer:
             sub.dropped += 1
+            if env.reply_to is not None:
+                self._release_copy(env)
             self._dead_letter(sub, env, "unsubscribed")
         self._in_flight -= len(sub._buffer)
         sub._buffer.clear()
@@ -412,7 +417,7 @@ class Bus(Core):
         handler raised. Giving up (timeout or cancellation) cancels the handler.
         """
         return await self._request(
-            topic, message, timeout, sender or self.name, None, headers, internal=False
+            topic, message, timeout, sender or self.name, None, headers, None
         )
 
     # -- observation -------------------------------------------------------------------------
@@ -422,7 +427,7 @@ class Bus(Core):
         subs = [sub.stats() for sub in self._router.subscriptions.values()]
         still_running = []
         for sub in self._retired_subs:
-            if sub.running:
+            if sub.running or sub.waiting_publishers:  # their counters may still move
                 still_running.append(sub)
             else:
                 for counter in _COUNTERS:

@@ -10,6 +10,7 @@ from ._message import Envelope, Topic
 
 if TYPE_CHECKING:
     from ._bus import Bus
+    from ._subscription import Subscription
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -24,12 +25,12 @@ class Context:
     ``sender`` to the handling subscription, so the messages of a run form a tree.
     """
 
-    __slots__ = ("_bus", "envelope", "sender_name")
+    __slots__ = ("_bus", "envelope", "subscription")
 
-    def __init__(self, bus: Bus, envelope: Envelope, sender_name: str) -> None:
+    def __init__(self, bus: Bus, envelope: Envelope, subscription: Subscription) -> None:
         self._bus = bus
         self.envelope = envelope
-        self.sender_name = sender_name
+        self.subscription = subscription  # the one handling this message
 
     @property
     def bus(self) -> Bus:
@@ -73,7 +74,7 @@ class Context:
     ) -> None:
         """Publish ``message`` as a consequence of the message being handled."""
         await self._bus._publish(
-            topic, message, self.sender_name, self.envelope.id, headers, internal=True
+            topic, message, self.subscription.name, self.envelope.id, headers, self.subscription
         )
 
     async def request(
@@ -89,7 +90,13 @@ class Context:
         If the request this handler serves is abandoned, this request is cancelled too.
         """
         return await self._bus._request(
-            topic, message, timeout, self.sender_name, self.envelope.id, headers, internal=True
+            topic,
+            message,
+            timeout,
+            self.subscription.name,
+            self.envelope.id,
+            headers,
+            self.subscription,
         )
 
     def __repr__(self) -> str:

@@ -29,8 +29,6 @@ R = TypeVar("R")
 
 log = logging.getLogger("hivebus.bus")
 
-MAX_ABANDONED = 10_000
-
 
 class _Blocked:
     """A publish that found full ``block``/``error`` buffers: those subscriptions, the envelope."""
@@ -64,7 +62,9 @@ class Core:
         self._router = Router()
         self._routes = self._router.cache
         self._requests: dict[str, PendingRequest] = {}
-        self._abandoned: dict[str, None] = {}  # recently abandoned requests, oldest first
+        # Abandoned requests with copies still buffered (skipped when a worker takes them).
+        self._abandoned: dict[str, PendingRequest] = {}
+        self._appended = 0  # how many buffers the last _enqueue appended to
         self._started = False
         self._accepting = False  # external publishes allowed
         self._running = False  # workers alive: handlers may still publish while draining
@@ -96,12 +96,13 @@ class Core:
         sender: str,
         causation_id: str | None,
         headers: Mapping[str, str] | None,
-        *,
-        internal: bool,
+        origin: Subscription | None,
     ) -> None:
-        blocked = self._send(topic, message, sender, causation_id, headers, internal)
+        """Publish on behalf of ``origin``, the subscription whose handler is publishing
+        (None from outside a handler)."""
+        blocked = self._send(topic, message, sender, causation_id, headers, origin is not None)
         if blocked is not None:
-            await self._overflow(blocked, None)
+            await self._overflow(blocked, origin=origin)
 
     def _send(
         self,
@@ -161,8 +162,12 @@ class Core:
             f"{topic!r} carries {topic.type.__qualname__}, got {type(message).__qualname__}"
         )
 
-    def _enqueue(self, route: Route, env: Envelope) -> _Blocked | None:
-        """Put ``env`` in every target buffer with room; return the full ones that block/error."""
+    def _enqueue(self, route: Route, env: Envelope, evict: bool = True) -> _Blocked | None:
+        """Put ``env`` in every target buffer with room; return the full ones that block/error.
+
+        ``evict=False`` (dead letters) never pushes an older message out of a full buffer:
+        a dead letter evicting a message would make another dead letter, and so on.
+        """
         counter = route.counter
         counter.published += 1
         if route.taps:
@@ -175,25 +180,29 @@ class Core:
             return None
         counter.fanout += len(targets)
         blocked = None
+        appended = 0
         for sub in targets:
             buffer = sub._buffer
             size = len(buffer)
             if size < sub.maxsize:
                 buffer.append(env)
+                appended += 1
                 sub.received += 1
                 self._in_flight += 1
                 if size >= sub.max_pending:
                     sub.max_pending = size + 1
                 if sub._waiters:
                     sub._wake_worker()
-            elif sub.policy == "drop_oldest":
+            elif sub.policy == "drop_oldest" and evict:
                 oldest = buffer.popleft()
                 buffer.append(env)
+                appended += 1
                 sub.received += 1
                 sub.dropped += 1
-                # After the append: the dead letter may be routed into this very buffer.
+                if oldest.reply_to is not None:
+                    self._release_copy(oldest)
                 self._dead_letter(sub, oldest, "dropped_oldest")
-            elif sub.policy == "drop_newest":
+            elif sub.policy == "drop_newest" or sub.policy == "drop_oldest":
                 sub.received += 1
                 sub.dropped += 1
                 self._dead_letter(sub, env, "dropped_newest")
@@ -201,6 +210,7 @@ class Core:
                 blocked = _Blocked([sub], env, counter)
             else:
                 blocked.subs.append(sub)
+        self._appended = appended
         return blocked
 
     def _refuse(self, subs: list[Subscription], env: Envelope) -> None:
@@ -210,40 +220,67 @@ class Core:
             sub.dropped += 1
             self._dead_letter(sub, env, "buffer_full")
 
-    def _admit(self, sub: Subscription, env: Envelope) -> None:
-        """Append past a full buffer's bound (a handler feeding its own subscription)."""
+    def _admit(
+        self, sub: Subscription, env: Envelope, pending: PendingRequest | None = None
+    ) -> None:
+        """Append ``env`` for a publisher that waited for room (or was let in past the bound)."""
         sub.received += 1
-        if sub._closed:  # it went away while the publisher waited: account for it anyway
+        if sub._closed:  # it went away while the publisher waited
+            if self._running:  # unsubscribed: like the messages it had buffered
+                sub.dropped += 1
+                self._dead_letter(sub, env, "unsubscribed")
+                return
             sub.unprocessed += 1
-            return
+            raise BusClosed("the bus closed while the publish waited for room")
         sub._buffer.append(env)
+        if pending is not None:
+            pending.queued += 1
         self._in_flight += 1
         sub.max_pending = max(sub.max_pending, len(sub._buffer))
         sub._wake_worker()
 
-    async def _overflow(self, blocked: _Blocked, done: asyncio.Future[Any] | None = None) -> None:
+    def _release_copy(self, env: Envelope) -> None:
+        """A buffered copy of one of our requests left its buffer without being handled."""
+        correlation_id = env.correlation_id
+        assert correlation_id is not None
+        pending = self._requests.get(correlation_id) or self._abandoned.get(correlation_id)
+        if pending is not None:
+            pending.queued -= 1
+            if pending.abandoned and not pending.queued:
+                self._abandoned.pop(correlation_id, None)
+
+    async def _overflow(
+        self,
+        blocked: _Blocked,
+        pending: PendingRequest | None = None,
+        origin: Subscription | None = None,
+    ) -> None:
         """Slow path of a publish: wait for room in full ``block`` buffers; refuse for
-        ``error`` ones (:class:`BufferFull`). For a request, ``done`` is its reply future:
-        once it is settled (reply, timeout), waiting for room stops."""
+        ``error`` ones (:class:`BufferFull`). For a request (``pending``), waiting for room
+        stops once the request is settled (a reply, a timeout)."""
         env = blocked.envelope
         refused = [sub for sub in blocked.subs if sub.policy == "error"]
         self._refuse(refused, env)
         waiting = [sub for sub in blocked.subs if sub.policy != "error"]
         me = asyncio.current_task()
-        delivered = 0
+        done = None if pending is None else pending.future
+        received = 0
         try:
             for sub in waiting:
-                # A worker publishing into its own (or a sibling's) subscription would
-                # deadlock waiting for itself: it is let in past the bound instead.
-                while len(sub._buffer) >= sub.maxsize and not sub._closed and me not in sub._tasks:
+                # A handler publishing into its own (or its actor's) subscription would wait
+                # for itself: it is let in past the bound instead.
+                feeds_itself = me in sub._tasks or (
+                    origin is not None and origin._tasks is sub._tasks
+                )
+                while len(sub._buffer) >= sub.maxsize and not sub._closed and not feeds_itself:
                     if done is not None and done.done():
                         return
                     await sub._wait_for_room(done)
-                self._admit(sub, env)
-                delivered += 1
+                received += 1
+                self._admit(sub, env, pending)
         finally:
-            if delivered < len(waiting):  # cancelled, or the request settled meanwhile
-                blocked.counter.fanout -= len(waiting) - delivered
+            if received < len(waiting):  # cancelled, or the request settled meanwhile
+                blocked.counter.fanout -= len(waiting) - received
         if refused:
             raise BufferFull(env.subject, refused[0].name, refused[0].maxsize)
 
@@ -263,10 +300,9 @@ class Core:
         sender: str,
         causation_id: str | None,
         headers: Mapping[str, str] | None,
-        *,
-        internal: bool,
+        origin: Subscription | None,
     ) -> R:
-        if not self._accepting and not (internal and self._running):
+        if not self._accepting and not (origin is not None and self._running):
             raise self._refusal()
         if message.__class__ is not topic.type and not isinstance(message, topic.type):
             raise self._wrong_type(topic, message)
@@ -302,18 +338,17 @@ class Core:
         timer = loop.call_later(timeout, _expire, pending, timeout)
         try:
             blocked = self._enqueue(route, env)
+            pending.queued = self._appended
             if blocked is not None:
-                await self._overflow(blocked, future)
+                await self._overflow(blocked, pending, origin)
             return await future
         except BaseException as exc:
-            pending.abandon()
             if isinstance(exc, RequestTimeout):
                 self._timeouts += 1
-            if not isinstance(exc, RemoteError):
-                # Copies still buffered are skipped when a worker takes them.
-                self._abandoned[env_id] = None
-                if len(self._abandoned) > MAX_ABANDONED:
-                    del self._abandoned[next(iter(self._abandoned))]
+            if not isinstance(exc, RemoteError):  # the caller gave up: stop work done for it
+                pending.abandon()
+                if pending.queued:  # copies still buffered are skipped when taken
+                    self._abandoned[env_id] = pending
             raise
         finally:
             timer.cancel()
@@ -362,7 +397,7 @@ class Core:
 
     # -- failures ----------------------------------------------------------------------------
 
-    def _handler_failed(self, sub: Subscription, env: Envelope, exc: Exception) -> None:
+    def _handler_failed(self, sub: Subscription, env: Envelope, exc: BaseException) -> None:
         log.warning(
             "handler of %s failed on %s (id %s): %s: %s",
             sub.name,
@@ -386,9 +421,9 @@ class Core:
 
         Deliveries of dead letters themselves are never dead-lettered again (no loops).
         """
-        self._dead_lettered += 1
         if env.subject == DEAD_LETTERS.subject or not self._running:
             return
+        self._dead_lettered += 1
         letter = DeadLetter(
             reason=reason,
             subscription=sub.name,
@@ -405,7 +440,7 @@ class Core:
             causation_id=env.id,
         )
         route = self._routes.get(dead.subject) or self._router.route(dead.subject)
-        blocked = self._enqueue(route, dead)
+        blocked = self._enqueue(route, dead, evict=False)
         for full in blocked.subs if blocked is not None else ():
             full.received += 1
             full.dropped += 1

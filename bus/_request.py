@@ -19,7 +19,7 @@ class ErrorReply(Message, frozen=True, kw_only=True):
 class PendingRequest:
     """A request in flight: the caller's future and the tasks currently serving it."""
 
-    __slots__ = ("abandoned", "cancelled", "future", "subject", "tasks")
+    __slots__ = ("abandoned", "cancelled", "future", "queued", "subject", "tasks")
 
     def __init__(self, future: asyncio.Future[Any], subject: str) -> None:
         self.future = future
@@ -27,6 +27,7 @@ class PendingRequest:
         self.tasks: list[asyncio.Task[Any]] = []
         self.cancelled: list[asyncio.Task[Any]] = []
         self.abandoned = False
+        self.queued = 0  # copies of the request waiting in buffers
 
     def abandon(self) -> None:
         """The caller gave up: cancel the handlers serving it; queued copies will be skipped."""

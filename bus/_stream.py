@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from types import TracebackType
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -69,11 +70,14 @@ class Stream(Generic[T]):
             finally:
                 if not waiter.done():
                     waiter.cancel()
+                if waiter.cancelled():
+                    with contextlib.suppress(ValueError):
+                        sub._waiters.remove(waiter)
         env = buffer.popleft()
         if sub._putters:
             sub._wake_putter()
         sub.delivered += 1
-        self.context = Context(self._bus, env, sub.name)
+        self.context = Context(self._bus, env, sub)
         self._bus._settle()
         payload: T = env.payload
         return payload

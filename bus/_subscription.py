@@ -86,6 +86,7 @@ class Subscription:
         "running",
         "topic",
         "unprocessed",
+        "waiting_publishers",
     )
 
     def __init__(
@@ -132,6 +133,7 @@ class Subscription:
         self.running = 0
         self.max_pending = 0
         self.blocked_publishes = 0
+        self.waiting_publishers = 0  # publishers waiting for room right now
 
     def __repr__(self) -> str:
         queue = f", queue={self.queue!r}" if self.queue else ""
@@ -217,6 +219,7 @@ class Subscription:
 
         if done is not None:
             done.add_done_callback(settled)
+        self.waiting_publishers += 1
         try:
             await putter
         except BaseException:
@@ -224,10 +227,12 @@ class Subscription:
                 self._wake_putter()  # woken, but leaving: the slot goes to the next one
             raise
         finally:
+            self.waiting_publishers -= 1
             if done is not None:
                 done.remove_done_callback(settled)
             if not putter.done():
                 putter.cancel()
+            if putter.cancelled():  # (a cancelled publisher's putter is cancelled with it)
                 with contextlib.suppress(ValueError):
                     self._putters.remove(putter)
 
@@ -247,7 +252,6 @@ class Subscription:
         is_async = self._is_async
         limiter = self._limiter
         requests = bus._requests
-        name = self.name
         reply_type = self.topic.reply
         abandoned = bus._abandoned
         try:
@@ -268,79 +272,98 @@ class Subscription:
                     self._wake_putter()
                 pending = None
                 if env.reply_to is not None:
-                    pending = requests.get(env.correlation_id)  # type: ignore[arg-type]
-                    if (
-                        pending.abandoned
-                        if pending is not None
-                        else env.correlation_id in abandoned
-                    ):  # our own requester gave up while this waited in the buffer
-                        self.cancelled += 1
-                        bus._settle()
-                        continue
+                    correlation_id = env.correlation_id
+                    pending = requests.get(correlation_id) or abandoned.get(correlation_id)  # type: ignore[arg-type]
+                    if pending is not None:
+                        pending.queued -= 1
+                        if pending.abandoned:  # our requester gave up while this waited
+                            if not pending.queued:
+                                abandoned.pop(correlation_id, None)  # type: ignore[arg-type]
+                            self.cancelled += 1
+                            bus._settle()
+                            continue
                 self.running += 1
-                try:
-                    if limiter is not None:
-                        try:
-                            await limiter.acquire()
-                        except asyncio.CancelledError:
-                            self.cancelled += 1
-                            raise
+                if limiter is not None:
                     try:
-                        try:
-                            if pending is not None:
-                                if pending.abandoned:  # given up while we waited for the limiter
-                                    raise _Abandoned
-                                pending.tasks.append(task)
-                            try:
-                                if wants_ctx:
-                                    result = handler(env.payload, Context(bus, env, name))
-                                else:
-                                    result = handler(env.payload)
-                                if is_async or inspect.isawaitable(result):
-                                    result = await result
-                                if (
-                                    reply_type is not None
-                                    and env.reply_to is not None
-                                    and not isinstance(result, reply_type)
-                                ):
-                                    raise TypeError(
-                                        f"{self.topic!r} replies with "
-                                        f"{reply_type.__qualname__}, handler returned "
-                                        f"{type(result).__qualname__}"
-                                    )
-                            finally:
-                                if pending is not None:
-                                    pending.tasks.remove(task)
-                                    if pending.abandoned:
-                                        raise _Abandoned
-                        except _Abandoned:
-                            self.cancelled += 1
-                            assert pending is not None
-                            if task in pending.cancelled and task.uncancel():
-                                raise asyncio.CancelledError from None  # shutdown as well
-                        except asyncio.CancelledError:
-                            self.cancelled += 1
-                            raise
-                        except Exception as exc:  # noqa: BLE001 - counted, dead-lettered, replied
-                            self.failed += 1
-                            bus._handler_failed(self, env, exc)
-                            if self._on_failure is not None:
-                                # Still holding the limiter: a restart is atomic for the actor.
-                                await self._on_failure(exc)
+                        await limiter.acquire()
+                    except asyncio.CancelledError:
+                        self._settle(cancelled=True)
+                        raise
+                failure: BaseException | None = None
+                try:
+                    if pending is not None:
+                        if pending.abandoned:  # given up while we waited for the limiter
+                            raise _Abandoned
+                        pending.tasks.append(task)
+                    try:
+                        if wants_ctx:
+                            result = handler(env.payload, Context(bus, env, self))
                         else:
-                            self.delivered += 1
-                            if env.reply_to is not None:
-                                bus._reply(env, result, None, self)
+                            result = handler(env.payload)
+                        if is_async or inspect.isawaitable(result):
+                            result = await result
+                        if (
+                            reply_type is not None
+                            and env.reply_to is not None
+                            and not isinstance(result, reply_type)
+                        ):
+                            raise TypeError(
+                                f"{self.topic!r} replies with {reply_type.__qualname__}, "
+                                f"handler returned {type(result).__qualname__}"
+                            )
                     finally:
-                        if limiter is not None:
-                            limiter.release()
+                        if pending is not None:
+                            pending.tasks.remove(task)
+                            if pending.abandoned:
+                                raise _Abandoned
+                except _Abandoned:
+                    self._settle(cancelled=True, limiter=limiter)
+                    assert pending is not None
+                    if task in pending.cancelled and task.uncancel():
+                        raise asyncio.CancelledError from None  # shutdown as well: go on with it
+                    continue
+                except asyncio.CancelledError as exc:
+                    if task.cancelling():  # we are being cancelled (the bus is closing)
+                        self._settle(cancelled=True, limiter=limiter)
+                        raise
+                    failure = exc  # the handler's own business (a future it awaited)
+                except Exception as exc:  # noqa: BLE001 - counted, dead-lettered, replied
+                    failure = exc
+                if failure is None:
+                    self.delivered += 1
+                    self._settle(limiter=limiter)
+                    if env.reply_to is not None:
+                        bus._reply(env, result, None, self)
+                    continue
+                self.failed += 1
+                if self._on_failure is None:
+                    self._settle(limiter=limiter)
+                    bus._handler_failed(self, env, failure)
+                    continue
+                # An actor: the restart (or stop) runs while it still holds the actor's
+                # limiter, so no other handler of the actor runs in between.
+                self._settle()
+                try:
+                    bus._handler_failed(self, env, failure)
+                    await self._on_failure(failure)
                 finally:
-                    self.running -= 1
-                    bus._in_flight -= 1
-                    if not bus._in_flight and bus._idle_waiters:
-                        bus._wake_idle()
+                    if limiter is not None:
+                        limiter.release()
         finally:
             self._tasks.discard(task)
+
+    def _settle(self, *, cancelled: bool = False, limiter: asyncio.Semaphore | None = None) -> None:
+        """A message's outcome is counted: take it out of the in-flight figures at once, so
+        that the accounting identity holds for whatever runs next (taps, replies, restarts)."""
+        if cancelled:
+            self.cancelled += 1
+        self.running -= 1
+        if limiter is not None:
+            limiter.release()
+        bus = self._bus
+        bus._in_flight -= 1
+        if not bus._in_flight and bus._idle_waiters:
+            bus._wake_idle()
 
 
 class _Abandoned(Exception):
