@@ -10,43 +10,63 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Sequence
+from importlib import metadata
 
 import orjson
 
 from bus import HivebusError, InvalidSubject, validate_subject
-from bus.trace import build_tree, format_tree, read_trace
+from bus.trace import build_tree, format_tree, read_trace, select
+
+
+def _plural(count: int, word: str) -> str:
+    if count == 1:
+        return f"1 {word}"
+    return f"{count} {word[:-1] + 'ies' if word.endswith('y') else word + 's'}"
 
 
 def _trace(args: argparse.Namespace) -> int:
     if args.subject is not None:
         validate_subject(args.subject, pattern=True)
-    records = read_trace(args.file)
-    roots = build_tree(records)
-    lines = format_tree(roots, subject=args.subject)
+    roots = build_tree(read_trace(args.file))
+    if args.subject is not None:
+        roots = select(roots, args.subject)
+    records = [node.record for root in roots for _, node in root.walk()]
+    replies = sum(1 for root in roots for _, node in root.walk() if node.reply is not None)
     by_kind = Counter(r.kind for r in records)
-    by_subject = Counter(r.subject for r in records if r.kind != "reply")
-    span = (records[-1].timestamp - records[0].timestamp) if records else 0.0
+    by_subject = Counter(r.subject for r in records)
+    times = [r.timestamp for r in records]
+    span = max(times) - min(times) if times else 0.0
     if args.json:
         summary = {
             "file": str(args.file),
-            "records": len(records),
+            "subject": args.subject,
+            "records": len(records) + replies,
             "roots": len(roots),
-            "kinds": dict(by_kind),
+            "kinds": {**by_kind, "reply": replies} if replies else dict(by_kind),
             "subjects": dict(by_subject),
             "span_s": round(span, 6),
         }
         print(orjson.dumps(summary).decode())
         return 0
-    for line in lines:
+    for line in format_tree(roots):
         print(line)
     print()
+    matching = f" matching {args.subject!r}" if args.subject is not None else ""
     print(
-        f"{len(records)} records ({by_kind['event']} events, {by_kind['request']} requests, "
-        f"{by_kind['reply']} replies) in {len(roots)} trees over {span * 1000:.1f}ms"
+        f"{_plural(len(records) + replies, 'record')} ({_plural(by_kind['event'], 'event')}, "
+        f"{_plural(by_kind['request'], 'request')}, {_plural(replies, 'reply')}) "
+        f"in {_plural(len(roots), 'tree')}{matching} over {span * 1000:.1f}ms"
     )
     for subject, count in by_subject.most_common(10):
         print(f"  {count:>6}  {subject}")
     return 0
+
+
+def _version() -> str:
+    try:
+        return metadata.version("hivebus")
+    except metadata.PackageNotFoundError:  # running from a checkout that is not installed
+        return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="hivebus",
         description="hivebus: an asyncio multi-agent runtime on a typed message bus.",
     )
+    parser.add_argument("--version", action="version", version=f"hivebus {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     trace = commands.add_parser(
         "trace",
@@ -66,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     trace.add_argument("file", help="the trace file (JSON lines)")
     trace.add_argument(
-        "--subject", metavar="PATTERN", help="only trees whose root subject matches PATTERN"
+        "--subject",
+        metavar="PATTERN",
+        help="only the trees holding a message on a subject matching PATTERN (wildcards * >)",
     )
     trace.add_argument("--json", action="store_true", help="print a JSON summary instead")
     trace.set_defaults(run=_trace)

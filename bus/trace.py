@@ -2,11 +2,14 @@
 
 Each line is one envelope seen by a tap: publishes, requests, replies and dead letters.
 Header values and payload fields whose names look secret (``api_key``, ``authorization``,
-``password``, ...) are written as ``"***"``.
+``db_password``, ``GITHUB_TOKEN``, ...) and values that look like credentials (``sk-...``,
+``Bearer ...``) are written as ``"***"``.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
@@ -25,23 +28,25 @@ if TYPE_CHECKING:
 
 Kind = Literal["event", "request", "reply"]
 
-SECRET_NAMES = frozenset(
-    {
-        "api_key",
-        "apikey",
-        "api-key",
-        "x-api-key",
-        "authorization",
-        "proxy-authorization",
-        "password",
-        "secret",
-        "client_secret",
-        "access_token",
-        "refresh_token",
-        "token",
-    }
+log = logging.getLogger("hivebus.trace")
+
+# A field or header is secret if its name ends in one of these words (case-insensitive, any
+# separator): "openai_api_key", "db_password", "X-Auth-Token", "GITHUB_TOKEN" all are;
+# "max_tokens" and "prompt_tokens" are not. Values that look like credentials are masked
+# whatever their field is called.
+SECRET_NAME = re.compile(
+    r"(?i)(?:^|[-_.])(?:api[-_]?key|apikey|key|secret|passw(?:or)?d|token|authorization|"
+    r"auth|credentials?|cookie|session[-_]?id|signature)$"
+)
+SECRET_VALUE = re.compile(
+    r"^(?:sk-|sk_live_|rk_|Bearer\s|Basic\s|ghp_|gho_|github_pat_|xox[abpr]-|AKIA)"
 )
 REDACTED = "***"
+
+
+def is_secret_name(name: str) -> bool:
+    """True for field and header names that hold credentials."""
+    return bool(SECRET_NAME.search(name))
 
 
 class TraceFormatError(HivebusError, ValueError):
@@ -64,14 +69,17 @@ class TraceRecord(msgspec.Struct, frozen=True, kw_only=True):
     payload: Any = None
 
 
-def _redact(value: Any) -> Any:
+def redact(value: Any) -> Any:
+    """``value`` (plain data) with secret-named fields and credential-like strings masked."""
     if isinstance(value, dict):
         return {
-            k: REDACTED if isinstance(k, str) and k.lower() in SECRET_NAMES else _redact(v)
+            k: REDACTED if isinstance(k, str) and is_secret_name(k) else redact(v)
             for k, v in value.items()
         }
     if isinstance(value, list):
-        return [_redact(v) for v in value]
+        return [redact(v) for v in value]
+    if isinstance(value, str) and SECRET_VALUE.match(value):
+        return REDACTED
     return value
 
 
@@ -85,7 +93,7 @@ def to_record(env: Envelope) -> TraceRecord:
         kind = "event"
     headers = None
     if env.headers:
-        headers = {k: REDACTED if k.lower() in SECRET_NAMES else v for k, v in env.headers.items()}
+        headers = redact(dict(env.headers))
     return TraceRecord(
         id=env.id,
         subject=env.subject,
@@ -97,7 +105,7 @@ def to_record(env: Envelope) -> TraceRecord:
         causation_id=env.causation_id,
         reply_to=env.reply_to,
         headers=headers,
-        payload=_redact(msgspec.to_builtins(env.payload, enc_hook=repr)),
+        payload=redact(msgspec.to_builtins(env.payload, enc_hook=repr)),
     )
 
 
@@ -174,12 +182,17 @@ def read_trace(path: str | Path) -> list[TraceRecord]:
     except OSError as exc:
         raise TraceFormatError(f"{path}: cannot read: {exc.strerror or exc}") from None
     records = []
-    for number, line in enumerate(data.splitlines(), 1):
+    lines = data.splitlines()
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             records.append(msgspec.convert(orjson.loads(line), TraceRecord))
         except (orjson.JSONDecodeError, msgspec.ValidationError) as exc:
+            if number == len(lines) and not data.endswith(b"\n"):
+                # The writer was cut off mid-line (a crash, a kill): keep what came before.
+                log.warning("%s:%d: incomplete last line skipped (run cut off?)", path, number)
+                break
             raise TraceFormatError(f"{path}:{number}: not a trace record: {exc}") from None
     return records
 
@@ -242,12 +255,16 @@ def _summary(payload: Any, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def format_tree(roots: list[TraceNode], *, subject: str | None = None) -> list[str]:
-    """The tree as indented text lines: offset from the first message, sender → subject,
-    type, payload summary, and the reply time of requests. ``subject`` (a pattern) keeps
-    only the subtrees whose root matches it."""
-    if subject is not None:
-        roots = [r for r in roots if matches(subject, r.record.subject)]
+def select(roots: list[TraceNode], subject: str) -> list[TraceNode]:
+    """The trees that hold at least one message on a subject matching the pattern."""
+    return [
+        root for root in roots if any(matches(subject, n.record.subject) for _, n in root.walk())
+    ]
+
+
+def format_tree(roots: list[TraceNode]) -> list[str]:
+    """The trees as indented text lines: offset from the first message, sender → subject,
+    type, the reply time of requests, and a payload summary."""
     if not roots:
         return []
     start = min(r.record.timestamp for r in roots)
@@ -258,12 +275,12 @@ def format_tree(roots: list[TraceNode], *, subject: str | None = None) -> list[s
             took = ""
             if rec.kind == "request":
                 if node.reply is None:
-                    took = "  (no reply)"
+                    took = " (no reply)"
                 else:
                     error = " ERROR" if node.reply.type == "ErrorReply" else ""
-                    took = f"  ⏱ {_ms(node.duration or 0.0)}{error}"
+                    took = f" ⏱ {_ms(node.duration or 0.0)}{error}"
             lines.append(
                 f"{'+' + _ms(rec.timestamp - start):>10}  {'  ' * depth}{rec.sender} → "
-                f"{rec.subject} [{rec.type}] {_summary(rec.payload)}{took}"
+                f"{rec.subject} [{rec.type}]{took} {_summary(rec.payload)}"
             )
     return lines

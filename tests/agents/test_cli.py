@@ -25,7 +25,7 @@ def record(id: str, subject: str, ts: float, **kw: object) -> TraceRecord:
     )  # type: ignore[arg-type]
 
 
-def test_trace_filters_trees_by_their_root_subject(
+def test_trace_keeps_the_trees_holding_a_matching_subject(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = write_trace(
@@ -36,12 +36,26 @@ def test_trace_filters_trees_by_their_root_subject(
             record("3", "llm.chat", 1.2),
         ],
     )
-    assert main(["trace", str(path), "--subject", "agent.*.inbox"]) == 0
+    assert main(["trace", str(path), "--subject", "agent.*.events"]) == 0
     out = capsys.readouterr().out
-    assert "agent.a.inbox" in out and "agent.a.events" in out
     tree_lines = [line for line in out.splitlines() if "→" in line]
-    assert len(tree_lines) == 2 and "llm.chat" not in "".join(tree_lines)
-    assert "3 records (3 events, 0 requests, 0 replies) in 2 trees over 200.0ms" in out
+    assert len(tree_lines) == 2  # the whole tree of the match, root included
+    assert "agent.a.inbox" in tree_lines[0] and "agent.a.events" in tree_lines[1]
+    assert "llm.chat" not in out
+    assert "2 records (2 events, 0 requests, 0 replies) in 1 tree matching" in out
+    assert main(["trace", str(path), "--subject", "agent.*.events", "--json"]) == 0
+    summary = orjson.loads(capsys.readouterr().out)
+    assert summary["records"] == 2 and summary["subjects"] == {
+        "agent.a.inbox": 1,
+        "agent.a.events": 1,
+    }
+
+
+def test_version_is_printed(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith("hivebus ")
 
 
 def test_trace_json_counts_subjects(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -34,6 +34,22 @@ def test_the_demo_runs_the_team_and_leaves_a_trace(tmp_path: Path) -> None:
     assert {"team.work", "team.progress", "team.report", "team.review", "_bus.dead"} <= subjects
 
 
+def test_scripts_demo_passes_its_arguments_to_the_demo(tmp_path: Path) -> None:
+    trace = tmp_path / "via-script.jsonl"
+    result = subprocess.run(
+        ["scripts/demo", "--quiet", "--trace", str(trace)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "installing" not in result.stdout  # .venv is reused, not reinstalled
+    assert f"trace: {trace}" in result.stdout
+    assert read_trace(trace)
+
+
 def test_the_demo_with_its_live_view_renders_the_exchange(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "scripts/examples/bus_tour.py", "--trace", str(tmp_path / "t.jsonl")],
