@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("hivebus.bus")
 
 Supervision = Literal["resume", "restart", "stop"]
+SUPERVISION: tuple[Supervision, ...] = ("resume", "restart", "stop")
 TopicSpec = Topic[Any, Any] | Callable[[Any], Topic[Any, Any]]
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -88,11 +89,17 @@ class Actor:
         """Called before the actor's handlers receive anything; set up state here."""
 
     async def on_stop(self) -> None:
-        """Called when the bus closes (after draining) or the actor is stopped."""
+        """Called when the bus closes, after its handlers have stopped, and before ``on_start``
+        on a restart. Not called if ``on_start`` failed, nor by ``stop()``."""
 
     async def _start(self, bus: Bus) -> None:
-        self._bus = bus
-        await self.on_start()
+        if self.supervision not in SUPERVISION:
+            raise ValueError(
+                f"actor {self.name!r}: unknown supervision {self.supervision!r}; "
+                f"expected one of {SUPERVISION}"
+            )
+        if self._bus is not None or self.subscriptions:
+            raise RuntimeError(f"actor {self.name!r} is already started")
         specs = [
             (getattr(self, attr), getattr(getattr(type(self), attr), _SPEC))
             for attr in dir(type(self))
@@ -100,10 +107,18 @@ class Actor:
         ]
         if not specs:
             raise TypeError(f"actor {self.name!r} has no @handler methods")
+        topics = [
+            spec.topic if isinstance(spec.topic, Topic) else spec.topic(self) for _, spec in specs
+        ]
+        self._bus = bus
+        try:
+            await self.on_start()
+        except BaseException:
+            self._bus = None  # never started: on_stop will not run
+            raise
         shared = asyncio.Semaphore(self.concurrency) if len(specs) > 1 else None
         tasks: set[asyncio.Task[Any]] = set()  # one set: siblings may feed each other
-        for method, spec in specs:
-            topic = spec.topic if isinstance(spec.topic, Topic) else spec.topic(self)
+        for (method, spec), topic in zip(specs, topics, strict=True):
             sub = bus._make_subscription(
                 topic,
                 method,
@@ -129,7 +144,8 @@ class Actor:
             self._bus = None
 
     def stop(self) -> None:
-        """Unsubscribe every handler; messages still buffered are dead-lettered."""
+        """Unsubscribe every handler; messages still buffered are dead-lettered. The actor
+        keeps its state; ``on_stop`` still runs when the bus closes."""
         for sub in self.subscriptions:
             sub.unsubscribe()
 

@@ -79,6 +79,11 @@ class Bus(Core):
         self._retired_subs: list[Subscription] = []
         self._sub_names = 0
 
+    @property
+    def close_report(self) -> CloseReport | None:
+        """What closing found (see :class:`CloseReport`); None until the bus has closed."""
+        return self._close_report
+
     def __repr__(self) -> str:
         state = "running" if self._accepting else ("closed" if self._started else "new")
         return f"Bus({self.name!r}, {state}, in_flight={self._in_flight})"
@@ -354,9 +359,11 @@ class Bus(Core):
         bus (at once if the bus is already running)."""
         if self._started and not self._running:
             raise BusClosed(f"cannot add actor {actor.name!r}: the bus is closed")
-        self._actors.append(actor)
+        if actor in self._actors:
+            raise RuntimeError(f"actor {actor.name!r} was already added to this bus")
         if self._running:
             await actor._start(self)
+        self._actors.append(actor)
         return actor
 
     # -- publishing --------------------------------------------------------------------------

@@ -12,7 +12,12 @@ Policy = Literal["block", "drop_oldest", "drop_newest", "error"]
 POLICIES: tuple[Policy, ...] = ("block", "drop_oldest", "drop_newest", "error")
 
 DeadLetterReason = Literal[
-    "dropped_oldest", "dropped_newest", "buffer_full", "handler_error", "unsubscribed"
+    "dropped_oldest",
+    "dropped_newest",
+    "buffer_full",
+    "handler_error",
+    "unsubscribed",
+    "wrong_type",
 ]
 
 

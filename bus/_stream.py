@@ -55,27 +55,33 @@ class Stream(Generic[T]):
             self._sub.unsubscribe()
 
     def __aiter__(self) -> Stream[T]:
+        if not self._entered:
+            raise RuntimeError("use 'async with bus.stream(topic) as messages:' to iterate")
         return self
 
     async def __anext__(self) -> T:
         sub = self._sub
         buffer = sub._buffer
-        while not buffer:
-            if sub.closed:
-                raise StopAsyncIteration
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            sub._waiters.append(waiter)
-            try:
-                await waiter
-            finally:
-                if not waiter.done():
-                    waiter.cancel()
-                if waiter.cancelled():
-                    with contextlib.suppress(ValueError):
-                        sub._waiters.remove(waiter)
-        env = buffer.popleft()
-        if sub._putters:
-            sub._wake_putter()
+        while True:
+            while not buffer:
+                if sub.closed:
+                    raise StopAsyncIteration
+                waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                sub._waiters.append(waiter)
+                try:
+                    await waiter
+                finally:
+                    if not waiter.done():
+                        waiter.cancel()
+                    if waiter.cancelled():
+                        with contextlib.suppress(ValueError):
+                            sub._waiters.remove(waiter)
+            env = buffer.popleft()
+            if sub._putters:
+                sub._wake_putter()
+            if isinstance(env.payload, sub.topic.type):
+                break
+            sub._refuse_type(env)  # another topic's type on a subject we match
         sub.delivered += 1
         self.context = Context(self._bus, env, sub)
         self._bus._settle()

@@ -253,6 +253,7 @@ class Subscription:
         limiter = self._limiter
         requests = bus._requests
         reply_type = self.topic.reply
+        msg_type = self.topic.type
         abandoned = bus._abandoned
         try:
             while True:
@@ -270,6 +271,10 @@ class Subscription:
                 env = buffer.popleft()
                 if self._putters:
                     self._wake_putter()
+                payload = env.payload
+                if payload.__class__ is not msg_type and not isinstance(payload, msg_type):
+                    self._refuse_type(env)  # another topic's type on a subject we match
+                    continue
                 pending = None
                 if env.reply_to is not None:
                     correlation_id = env.correlation_id
@@ -297,9 +302,9 @@ class Subscription:
                         pending.tasks.append(task)
                     try:
                         if wants_ctx:
-                            result = handler(env.payload, Context(bus, env, self))
+                            result = handler(payload, Context(bus, env, self))
                         else:
-                            result = handler(env.payload)
+                            result = handler(payload)
                         if is_async or inspect.isawaitable(result):
                             result = await result
                         if (
@@ -351,6 +356,21 @@ class Subscription:
                         limiter.release()
         finally:
             self._tasks.discard(task)
+
+    def _refuse_type(self, env: Envelope) -> None:
+        """A message of another type than this subscription's topic: never handed over."""
+        self.dropped += 1
+        bus = self._bus
+        bus._in_flight -= 1
+        if env.reply_to is not None and env.correlation_id in bus._requests:
+            error = TypeError(
+                f"subscription {self.name!r} takes {self.topic.type.__qualname__}, "
+                f"got {type(env.payload).__qualname__}"
+            )
+            bus._reply(env, None, error, self)
+        bus._dead_letter(self, env, "wrong_type")
+        if not bus._in_flight and bus._idle_waiters:
+            bus._wake_idle()
 
     def _settle(self, *, cancelled: bool = False, limiter: asyncio.Semaphore | None = None) -> None:
         """A message's outcome is counted: take it out of the in-flight figures at once, so

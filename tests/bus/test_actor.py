@@ -287,3 +287,29 @@ async def test_an_actor_that_cannot_restart_is_stopped() -> None:
         await bus.drain()
         with pytest.raises(NoResponders):
             await bus.request(RPC, Ping(n=1))
+
+
+async def test_a_misspelt_supervision_or_a_second_add_is_refused() -> None:
+    class Typo(Counter):
+        supervision = "restrat"  # type: ignore[assignment]
+
+    async with Bus() as bus:
+        with pytest.raises(ValueError, match="unknown supervision 'restrat'"):
+            await bus.add(Typo("typo"))
+        counter = await bus.add(Counter("once"))
+        with pytest.raises(RuntimeError, match="already added"):
+            await bus.add(counter)
+        assert len(counter.subscriptions) == 1
+
+
+async def test_on_stop_is_not_called_when_on_start_failed() -> None:
+    class Broken(Counter):
+        async def on_start(self) -> None:
+            raise ConnectionError("down")
+
+    broken = Broken("broken")
+    async with Bus() as bus:
+        with pytest.raises(ConnectionError):
+            await bus.add(broken)
+    assert not hasattr(broken, "stopped")
+    assert bus.close_report is not None and bus.close_report.actor_errors == {}

@@ -274,3 +274,37 @@ async def test_publish_nowait_from_a_handler_into_its_own_full_buffer_is_let_in(
     await bus.publish(PING, Ping(n=0))
     await bus.drain()
     assert seen == [0, 1, 2, 3]
+
+
+async def test_a_subscriber_never_receives_another_topics_type(bus: Bus) -> None:
+    from bus import DeadLetter
+
+    mine: list[object] = []
+    dead: list[DeadLetter] = []
+    bus.subscribe(DEAD_LETTERS, dead.append)
+    bus.subscribe(Topic("shared.subject", Ping), mine.append, name="typed")
+    await bus.publish(Topic("shared.subject", Other), Other(text="sneaky"))
+    await bus.publish(Topic("shared.subject", Ping), Ping(n=1))
+    await bus.drain()
+    assert mine == [Ping(n=1)]
+    assert [(d.reason, d.subscription) for d in dead] == [("wrong_type", "typed")]
+    assert bus.stats().balanced
+
+
+async def test_a_request_of_the_wrong_type_is_answered_with_a_type_error(bus: Bus) -> None:
+    from bus import RemoteError
+
+    from .messages import Pong
+
+    async def serve(msg: Ping) -> Pong:
+        return Pong(n=msg.n)
+
+    bus.subscribe(Topic("shared.rpc", Ping), serve, name="server")
+    with pytest.raises(RemoteError, match="takes Ping, got Other"):
+        await bus.request(Topic("shared.rpc", Other), Other(text="?"))
+
+
+async def test_iterating_a_stream_outside_async_with_is_an_error(bus: Bus) -> None:
+    with pytest.raises(RuntimeError, match=r"use 'async with bus\.stream"):
+        async for _ in bus.stream(PING):
+            pass  # pragma: no cover
