@@ -46,7 +46,12 @@ class Bus(Core):
     """An in-process message bus with NATS semantics.
 
     Use it as ``async with Bus() as bus:``; leaving the block closes it (drains in-flight
-    work up to ``close_timeout`` seconds, then cancels what is left and reports it).
+    work up to ``close_timeout`` seconds, then cancels what is left and reports it in
+    ``bus.close_report``).
+
+    ``name`` is the sender of messages published from outside a handler;
+    ``request_timeout`` the default deadline of ``request()`` in seconds; ``transport`` is
+    ``"local"`` (in-process; the only one so far).
     """
 
     def __init__(
@@ -178,7 +183,7 @@ class Bus(Core):
             )
             self._close_report = report
             self._closing.set_result(report)
-        if not drained:
+        if not drained and timeout > 0:
             log.warning("bus %r closed before draining: %s", self.name, report)
         return report
 
@@ -242,7 +247,12 @@ class Bus(Core):
                         if waiter in self._idle_waiters:
                             self._idle_waiters.remove(waiter)
         except TimeoutError:
-            raise DrainTimeout(timeout or 0.0, self._in_flight) from None
+            busy = {
+                sub.name: len(sub._buffer) + sub.running
+                for sub in self._router.subscriptions.values()
+                if sub._buffer or sub.running
+            }
+            raise DrainTimeout(timeout or 0.0, self._in_flight, busy) from None
 
     # -- subscribing -------------------------------------------------------------------------
 
@@ -291,10 +301,15 @@ class Bus(Core):
             raise TypeError(f"expected a Topic, got {topic!r}")
         if policy not in POLICIES:
             raise ValueError(f"unknown policy {policy!r}; expected one of {POLICIES}")
-        if buffer < 1 or concurrency < 1:
-            raise ValueError("buffer and concurrency must be >= 1")
-        if queue is not None and (not queue or "." in queue or " " in queue):
-            raise ValueError(f"invalid queue group name {queue!r}")
+        if buffer < 1:
+            raise ValueError(f"buffer must be >= 1, got {buffer}")
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        if queue is not None and (not queue or "." in queue or any(c.isspace() for c in queue)):
+            raise ValueError(
+                f"invalid queue group name {queue!r}: a queue group is one non-empty token "
+                "without dots or spaces"
+            )
         self._sub_names += 1
         if name is None:
             owner = getattr(handler, "__qualname__", "stream" if handler is None else "handler")

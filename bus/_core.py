@@ -318,6 +318,8 @@ class Core:
             raise NoResponders(topic.subject)
         if timeout is None:
             timeout = self.request_timeout
+        elif not timeout > 0:
+            raise ValueError(f"request timeout must be > 0 seconds, got {timeout!r}")
         env_id = f"{self._id_prefix}{next(self._id_counter)}"
         env = Envelope(
             id=env_id,

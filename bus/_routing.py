@@ -98,7 +98,11 @@ class Tap:
         self.callback = callback
 
     def close(self) -> None:
+        """Stop observing (idempotent)."""
         self._router.remove_tap(self)
+
+    def __repr__(self) -> str:
+        return f"Tap({self.pattern!r}, {getattr(self.callback, '__qualname__', self.callback)!r})"
 
     def __enter__(self) -> Tap:
         return self

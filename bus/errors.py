@@ -63,8 +63,8 @@ class BufferFull(HivebusError):
 
     def __init__(self, subject: str, subscription: str, size: int) -> None:
         super().__init__(
-            f"buffer of subscription {subscription!r} is full ({size} messages) "
-            f"while publishing to {subject!r}"
+            f"buffer of subscription {subscription!r} is full "
+            f"({size} {'message' if size == 1 else 'messages'}) while publishing to {subject!r}"
         )
         self.subject = subject
         self.subscription = subscription
@@ -72,9 +72,16 @@ class BufferFull(HivebusError):
 
 
 class DrainTimeout(HivebusError, TimeoutError):
-    """``drain()`` did not reach quiescence before its deadline."""
+    """``drain()`` did not reach quiescence before its deadline; ``busy`` maps each
+    subscription still holding work to its buffered plus running messages."""
 
-    def __init__(self, timeout: float, pending: int) -> None:
-        super().__init__(f"bus not quiescent after {timeout:g}s: {pending} deliveries pending")
+    def __init__(self, timeout: float, pending: int, busy: dict[str, int] | None = None) -> None:
+        where = ", ".join(f"{name}: {count}" for name, count in (busy or {}).items())
+        super().__init__(
+            f"bus not quiescent after {timeout:g}s: {pending} "
+            f"{'delivery' if pending == 1 else 'deliveries'} pending"
+            + (f" ({where})" if where else "")
+        )
         self.timeout = timeout
         self.pending = pending
+        self.busy = busy or {}

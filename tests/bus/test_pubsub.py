@@ -92,8 +92,10 @@ def test_a_handler_of_the_wrong_shape_is_refused_at_subscribe() -> None:
         bus.subscribe(PING, "nope")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown policy"):
         bus.subscribe(PING, lambda m: None, policy="drop_all")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=">= 1"):
+    with pytest.raises(ValueError, match="buffer must be >= 1, got 0"):
         bus.subscribe(PING, lambda m: None, buffer=0)
+    with pytest.raises(ValueError, match="concurrency must be >= 1, got -2"):
+        bus.subscribe(PING, lambda m: None, concurrency=-2)
 
 
 async def test_context_exposes_the_envelope_and_chains_causation(bus: Bus) -> None:

@@ -341,3 +341,14 @@ async def test_timeouts_leave_no_unretrieved_future_behind() -> None:
     finally:
         loop.set_exception_handler(None)
     assert problems == []
+
+
+async def test_a_request_timeout_must_be_positive(bus: Bus) -> None:
+    async def serve(msg: Ping) -> Pong:
+        return Pong(n=msg.n)
+
+    bus.subscribe(RPC, serve)
+    for bad in (0, -1, float("nan")):
+        with pytest.raises(ValueError, match="request timeout must be > 0 seconds"):
+            await bus.request(RPC, Ping(n=1), timeout=bad)
+    assert bus.stats().requests == 0
