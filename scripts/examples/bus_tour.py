@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import random
 import sys
 import tempfile
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -149,36 +151,40 @@ class LiveView:
         self.start = time.time()
         self.seen: list[Envelope] = []
         self.counts: dict[str, int] = {}
+        self.requesters: dict[str, str] = {}  # request id -> who asked
 
     def __call__(self, env: Envelope) -> None:
         self.seen.append(env)
+        if env.reply_to is not None:
+            self.requesters[env.id] = env.sender
         kind = type(env.payload).__name__
         self.counts[kind] = self.counts.get(kind, 0) + 1
 
     def render(self) -> Group:
         table = Table(title="hivebus: live message exchange", expand=True)
-        table.add_column("t", justify="right", style="dim", width=8)
-        table.add_column("sender", style="cyan", no_wrap=True)
-        table.add_column("subject", style="magenta", no_wrap=True)
-        table.add_column("message", overflow="ellipsis", no_wrap=True)
+        table.add_column("time", justify="right", style="dim", min_width=6, no_wrap=True)
+        table.add_column("sender", style="cyan", min_width=13, no_wrap=True)
+        table.add_column("subject", style="magenta", min_width=13, no_wrap=True)
+        table.add_column("message", overflow="ellipsis", no_wrap=True, ratio=1)
         for env in self.seen[-self.rows :]:
             payload = env.payload
-            text = repr(payload)
+            text = escape(repr(payload))
+            subject = env.subject
             if isinstance(payload, DeadLetter):
-                text = f"[red]dead letter[/]: {payload.reason} {payload.error_message}"
-            elif env.subject.startswith("_INBOX."):
+                text = f"[red]dead letter[/]: {payload.reason} {escape(str(payload.error_message))}"
+            elif subject.startswith("_INBOX."):
+                subject = f"reply → {self.requesters.get(env.correlation_id or '', '?')}"
                 text = f"[green]reply[/] {text}"
             elif env.reply_to:
                 text = f"[yellow]request[/] {text}"
-            table.add_row(
-                f"{(env.timestamp - self.start) * 1000:.0f}ms", env.sender, env.subject, text
-            )
+            at = f"{(env.timestamp - self.start) * 1000:.0f}ms"
+            table.add_row(at, env.sender, subject, text)
         stats = self.bus.stats()
         counters = (
-            f"published [bold]{stats.published}[/]  delivered [bold]{stats.delivered}[/]  "
-            f"in flight [bold]{stats.in_flight}[/]  failed [bold red]{stats.failed}[/]  "
-            f"dead letters [bold]{stats.dead_lettered}[/]  "
-            f"requests [bold]{stats.requests}[/] / replies [bold]{stats.replies}[/]"
+            f"published [bold]{stats.published}[/] ({stats.unrouted} unheard)  "
+            f"handled [bold]{stats.delivered}[/]  failed [bold red]{stats.failed}[/]  "
+            f"dead [bold]{stats.dead_lettered}[/]  replies [bold]{stats.replies}[/]/"
+            f"{stats.requests}  in flight [bold]{stats.in_flight}[/]"
         )
         return Group(table, counters)
 
@@ -213,6 +219,7 @@ async def main(quiet: bool, trace_path: Path) -> int:
                     live.update(view.render())
         stats = bus.stats()
     if not quiet:
+        console.print()
         console.rule("the run as a causation tree (hivebus trace)")
         for line in format_tree(build_tree(read_trace(trace_path))):
             console.print(line, markup=False, highlight=False, no_wrap=True, overflow="ellipsis")
@@ -228,7 +235,8 @@ async def main(quiet: bool, trace_path: Path) -> int:
     review = reviews[0]
     print(
         f"review: {review.verdict} ({review.notes}); planner retries: {planner.retries}; "
-        f"dead letters: {len(dead)}; accounting balanced: {stats.balanced}; trace: {trace_path}"
+        f"dead letters: {len(dead)}; accounting balanced: {stats.balanced}\n"
+        f"trace: {trace_path}  (see it again: .venv/bin/hivebus trace {trace_path})"
     )
     return 0 if stats.balanced and review.verdict == "accept" else 1
 
@@ -246,5 +254,7 @@ if __name__ == "__main__":
     parser.add_argument("--quiet", action="store_true", help="no live view, only the summary")
     parser.add_argument("--trace", type=Path, help="where to write the trace (JSON lines)")
     args = parser.parse_args()
-    path = args.trace or Path(tempfile.mkdtemp(prefix="hivebus-")) / "bus_tour.jsonl"
+    path = args.trace or Path(tempfile.gettempdir()) / "hivebus-demo" / "bus_tour.jsonl"
+    # The worker's deliberate failure shows as a dead letter in the view; no log lines too.
+    logging.getLogger("hivebus").setLevel(logging.ERROR)
     raise SystemExit(asyncio.run(main(args.quiet, path)))
