@@ -27,16 +27,12 @@ class Topic(Generic[T, R]):
     ``*``/``>`` wildcards when the topic is only used to subscribe.
     """
 
-    __slots__ = ("durable", "is_pattern", "reply", "subject", "tokens", "type")
+    __slots__ = ("is_pattern", "reply", "subject", "tokens", "type")
 
     @overload
-    def __init__(
-        self: Topic[T, Any], subject: str, type: type[T], *, durable: bool = ...
-    ) -> None: ...
+    def __init__(self: Topic[T, Any], subject: str, type: type[T]) -> None: ...
     @overload
-    def __init__(
-        self, subject: str, type: type[T], *, reply: type[R], durable: bool = ...
-    ) -> None: ...
+    def __init__(self, subject: str, type: type[T], *, reply: type[R]) -> None: ...
 
     def __init__(
         self,
@@ -44,7 +40,6 @@ class Topic(Generic[T, R]):
         type: type[T],
         *,
         reply: type[R] | None = None,
-        durable: bool = False,
     ) -> None:
         self.tokens = validate_subject(subject, pattern=True)
         if not isinstance(type, builtins.type):
@@ -54,7 +49,6 @@ class Topic(Generic[T, R]):
         self.subject = subject
         self.type = type
         self.reply = reply
-        self.durable = durable
         self.is_pattern = is_pattern(subject)
 
     def __repr__(self) -> str:
