@@ -34,38 +34,47 @@ class Context:
 
     @property
     def bus(self) -> Bus:
+        """The bus this message travels on."""
         return self._bus
 
     @property
     def id(self) -> str:
+        """This message's id (unique across processes)."""
         return self.envelope.id
 
     @property
     def subject(self) -> str:
+        """The concrete subject it was published to."""
         return self.envelope.subject
 
     @property
     def sender(self) -> str:
+        """Who published it: a subscription's name, or the publisher given to the bus."""
         return self.envelope.sender
 
     @property
     def correlation_id(self) -> str | None:
+        """For a request, the id its reply will carry; else None."""
         return self.envelope.correlation_id
 
     @property
     def causation_id(self) -> str | None:
+        """The id of the message whose handler published this one (None at a root)."""
         return self.envelope.causation_id
 
     @property
     def reply_to(self) -> str | None:
+        """Where the reply goes when this is a request; else None."""
         return self.envelope.reply_to
 
     @property
     def timestamp(self) -> float:
+        """When it was published (seconds since the epoch)."""
         return self.envelope.timestamp
 
     @property
     def headers(self) -> Mapping[str, str]:
+        """Headers given at publish (empty if none)."""
         headers = self.envelope.headers
         return _NO_HEADERS if headers is None else headers
 

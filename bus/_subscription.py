@@ -54,8 +54,9 @@ def _is_async(handler: Handler) -> bool:
 class Subscription:
     """One subscriber: its pattern, queue group, buffer, policy, workers and counters.
 
-    Returned by ``Bus.subscribe``; ``unsubscribe()`` stops it (messages still buffered are
-    dead-lettered as ``unsubscribed``).
+    Made by ``Bus.subscribe`` (and ``Bus.stream``, ``Bus.add``), not directly;
+    ``unsubscribe()`` stops it (messages still buffered are dead-lettered as
+    ``unsubscribed``).
     """
 
     __slots__ = (
@@ -154,6 +155,7 @@ class Subscription:
             self._bus._remove_subscription(self)
 
     def stats(self) -> SubscriptionStats:
+        """A snapshot of this subscription's counters."""
         return SubscriptionStats(
             name=self.name,
             pattern=self.pattern,

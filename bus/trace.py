@@ -134,6 +134,7 @@ class TraceRecorder:
         self._tap: Tap | None = None
 
     def start(self) -> TraceRecorder:
+        """Open the file (truncating it) and start recording."""
         if self._file is not None:
             raise RuntimeError("recorder already started")
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -148,12 +149,14 @@ class TraceRecorder:
             self.flush()
 
     def flush(self) -> None:
+        """Write the buffered lines now."""
         if self._file is not None and self._lines:
             self._file.write(b"\n".join(self._lines) + b"\n")
             self._lines.clear()
             self._file.flush()
 
     def close(self) -> None:
+        """Stop recording, write what is buffered and close the file."""
         if self._tap is not None:
             self._tap.close()
             self._tap = None
