@@ -25,6 +25,15 @@ Handler = Callable[..., Any]
 FailureHook = Callable[[BaseException], Awaitable[None]]
 
 
+def _wake_first(futures: deque[asyncio.Future[None]]) -> None:
+    """Wake the first future still waiting (earlier ones may have been cancelled)."""
+    while futures:
+        future = futures.popleft()
+        if not future.done():
+            future.set_result(None)
+            return
+
+
 def _wants_context(handler: Handler) -> bool:
     """True if the handler takes ``(message, ctx)``, False if it takes ``(message)`` only."""
     try:
@@ -178,20 +187,10 @@ class Subscription:
     # -- waking --------------------------------------------------------------------------
 
     def _wake_worker(self) -> None:
-        waiters = self._waiters
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
+        _wake_first(self._waiters)
 
     def _wake_putter(self) -> None:
-        putters = self._putters
-        while putters:
-            putter = putters.popleft()
-            if not putter.done():
-                putter.set_result(None)
-                return
+        _wake_first(self._putters)
 
     def _wake_all(self) -> None:
         for waiter in (*self._waiters, *self._putters):
