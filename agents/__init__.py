@@ -1,6 +1,8 @@
-"""hivebus agents: the agent loop, LLM gateway, mock LLM, memory stores, config and CLI.
+"""hivebus agents: configuration and the LLM side (gateway, mock LLM), built on :mod:`bus`.
 
-Built on :mod:`bus`; the pieces arrive with later issues.
+The agent loop, memory stores and multi-agent patterns arrive with later issues.
 """
 
-__all__: list[str] = []
+from .config import Config, ConfigError, LLMConfig, load_config
+
+__all__ = ["Config", "ConfigError", "LLMConfig", "load_config"]

@@ -6,6 +6,7 @@ hivebus trace FILE [--subject PATTERN] [--json]   show a recorded run as a causa
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 from collections import Counter
@@ -16,6 +17,10 @@ import orjson
 
 from bus import HivebusError, InvalidSubject, validate_subject
 from bus.trace import build_tree, format_tree, read_trace, select
+
+from .llm.mock import Faults, Latency, serve
+from .llm.mock import add_arguments as add_mock_arguments
+from .llm.policy import Policy
 
 
 def _plural(count: int, word: str) -> str:
@@ -93,7 +98,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     trace.add_argument("--json", action="store_true", help="print a JSON summary instead")
     trace.set_defaults(run=_trace)
+    mock = commands.add_parser(
+        "mock-llm",
+        help="serve the embedded OpenAI-compatible mock LLM (127.0.0.1 by default)",
+        description=(
+            "Serve the mock LLM standalone: POST /v1/chat/completions (plain and streamed) "
+            "and GET /v1/models, answering by a policy file's rules or the built-in "
+            "policy, with optional latency and injected faults. Runs until interrupted."
+        ),
+    )
+    add_mock_arguments(mock)
+    mock.set_defaults(run=_mock_llm)
     return parser
+
+
+def _mock_llm(args: argparse.Namespace) -> int:
+    try:
+        latency, faults = Latency.parse(args.latency), Faults.parse(args.faults)
+        policy = Policy.load(args.policy) if args.policy else None
+        asyncio.run(
+            serve(
+                args.host,
+                args.port,
+                policy,
+                latency=latency,
+                faults=faults,
+                seed=args.seed,
+                api_key=args.api_key,
+                ratelimit=args.ratelimit or None,
+            )
+        )
+    except KeyboardInterrupt:
+        return 0
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-PACKAGES = ("bus", "agents", "tools")
+PACKAGES = ("bus", "agents", "agents.llm", "tools")
 
 
 @pytest.mark.parametrize("name", PACKAGES)

@@ -1,0 +1,390 @@
+"""The LLM gateway: the actor that answers every ``llm.chat`` request on the bus.
+
+For each call it walks the fallback chain of endpoints (skipping those cooling down),
+and on each endpoint retries retryable failures with full-jitter backoff, honouring
+Retry-After (which pauses the whole endpoint), within the call's retry budget and
+overall deadline. Admission (concurrency cap, RPM/TPM) is per endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import anyio
+import msgspec
+
+from bus import Actor, Context, handler
+
+from ..config import DEFAULT_BASE_URL, LLMConfig
+from .endpoint import Endpoint
+from .errors import (
+    AllEndpointsFailed,
+    BadRequest,
+    DeadlineExceeded,
+    LLMError,
+    RateLimited,
+    RetriesExhausted,
+)
+from .limits import LimitStats, estimate_tokens
+from .messages import LLM_CHAT, ChatDelta, ChatRequest, ChatResult, stream_topic
+from .retry import Backoff
+from .wire import (
+    ChatCompletionRequest,
+    StreamOptions,
+    TextPart,
+    ToolCallChunk,
+    Usage,
+)
+
+DEFAULT_MAX_TOKENS = 1024  # reserved at admission when a request sets none
+
+
+class UsageTotals(msgspec.Struct, frozen=True, kw_only=True):
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float
+
+
+class EndpointStats(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    model: str
+    cooling_for: float
+    limits: LimitStats
+
+
+class GatewayStats(msgspec.Struct, frozen=True, kw_only=True):
+    """Calls, tokens and cost per model, per agent and in total; retries by cause; and
+    per endpoint what admission is doing (in flight, waiting, time spent waiting)."""
+
+    calls: int
+    succeeded: int
+    failed: int
+    in_flight: int
+    fallbacks: int
+    retries: dict[str, int]
+    failures: dict[str, int]
+    total: UsageTotals
+    by_model: dict[str, UsageTotals]
+    by_agent: dict[str, UsageTotals]
+    endpoints: tuple[EndpointStats, ...]
+
+
+class _Tally:
+    __slots__ = ("calls", "completion_tokens", "cost", "prompt_tokens")
+
+    def __init__(self) -> None:
+        self.calls = self.prompt_tokens = self.completion_tokens = 0
+        self.cost = 0.0
+
+    def add(self, usage: Usage, cost: float | None) -> None:
+        self.calls += 1
+        self.prompt_tokens += usage.prompt_tokens
+        self.completion_tokens += usage.completion_tokens
+        self.cost += cost or 0.0
+
+    def freeze(self) -> UsageTotals:
+        return UsageTotals(
+            calls=self.calls,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            cost=self.cost,
+        )
+
+
+def _prompt_chars(request: ChatRequest) -> int:
+    total = 0
+    for message in request.messages:
+        content = getattr(message, "content", None)
+        if isinstance(content, str):
+            total += len(content)
+        elif isinstance(content, list):
+            total += sum(len(p.text) for p in content if isinstance(p, TextPart))
+    return total
+
+
+class LLMGateway(Actor):
+    """Answers ``llm.chat`` (queue group ``llm-gateway``, so several gateways share the load).
+
+    ``endpoints`` is the fallback chain, primary first. A request's ``model`` overrides
+    the primary's model only; fallbacks answer with their own.
+    """
+
+    def __init__(
+        self,
+        endpoints: Sequence[Endpoint],
+        *,
+        name: str = "llm-gateway",
+        concurrency: int = 4096,
+        retry: Backoff | None = None,
+        deadline: float = 300.0,
+        seed: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        super().__init__(name)
+        if not endpoints:
+            raise ValueError("the gateway needs at least one endpoint")
+        self.endpoints = list(endpoints)
+        self.concurrency = concurrency
+        self.retry = retry or Backoff()
+        self.deadline = deadline
+        self._rng = random.Random(seed)
+        self._clock = clock
+        self._sleep = sleep
+        self._calls = self._succeeded = self._failed = self._in_flight = self._fallbacks = 0
+        self._retries: dict[str, int] = {}
+        self._failures: dict[str, int] = {}
+        self._total = _Tally()
+        self._by_model: dict[str, _Tally] = {}
+        self._by_agent: dict[str, _Tally] = {}
+
+    @classmethod
+    def from_config(cls, llm: LLMConfig, **options: Any) -> LLMGateway:
+        """A gateway for the endpoints of a configuration (primary, then fallbacks).
+
+        With no base URL configured (the mock), start a :class:`~agents.llm.mock.MockLLM`
+        and pass ``llm.with_base_url(url)``.
+        """
+        if llm.uses_mock:
+            raise ValueError(
+                "the configuration names no endpoint (no api_key, no base_url): start the "
+                "mock LLM and pass config.llm.with_base_url(url)"
+            )
+        endpoints = []
+        for e in llm.endpoints():
+            price = llm.price_of(e.model)
+            endpoints.append(
+                Endpoint(
+                    name=e.name,
+                    base_url=e.base_url or DEFAULT_BASE_URL,
+                    model=e.model,
+                    api_key=e.api_key.reveal() if e.api_key is not None else None,
+                    max_concurrency=e.max_concurrency,
+                    rpm=e.rpm,
+                    tpm=e.tpm,
+                    request_timeout=e.request_timeout,
+                    connect_timeout=e.connect_timeout,
+                    cooldown=llm.retry.cooldown,
+                    cooldown_after=llm.retry.cooldown_after,
+                    temperature=e.temperature,
+                    max_tokens=e.max_tokens,
+                    prices=None if price is None else (price.input, price.output),
+                )
+            )
+        retry = Backoff(
+            max_attempts=llm.retry.max_attempts,
+            base=llm.retry.backoff_base,
+            cap=llm.retry.backoff_max,
+        )
+        return cls(endpoints, retry=retry, deadline=llm.deadline, **options)
+
+    async def on_start(self) -> None:
+        for endpoint in self.endpoints:
+            await endpoint.start()
+
+    async def on_stop(self) -> None:
+        for endpoint in self.endpoints:
+            await endpoint.close()
+
+    @handler(LLM_CHAT, queue="llm-gateway", buffer=65_536)
+    async def chat(self, request: ChatRequest, ctx: Context) -> ChatResult:
+        """Answer one chat request, or raise the :class:`LLMError` that says why not."""
+        self._calls += 1
+        self._in_flight += 1
+        started = self._clock()
+        deadline = started + (request.timeout or self.deadline)
+        try:
+            result = await self._through_chain(request, ctx, started, deadline)
+        except LLMError as exc:
+            self._failed += 1
+            name = type(exc).__name__
+            self._failures[name] = self._failures.get(name, 0) + 1
+            raise
+        finally:
+            self._in_flight -= 1
+        self._succeeded += 1
+        cost = result.cost
+        self._total.add(result.usage, cost)
+        self._by_model.setdefault(result.model, _Tally()).add(result.usage, cost)
+        self._by_agent.setdefault(request.agent or "?", _Tally()).add(result.usage, cost)
+        return result
+
+    async def _through_chain(
+        self, request: ChatRequest, ctx: Context, started: float, deadline: float
+    ) -> ChatResult:
+        causes: dict[str, str] = {}
+        last: LLMError | None = None
+        tried = 0
+        for position, endpoint in enumerate(self.endpoints):
+            if endpoint.cooling_for > 0:
+                causes[endpoint.name] = f"cooling down for {endpoint.cooling_for:.1f}s more"
+                continue
+            model = request.model if position == 0 and request.model else endpoint.model
+            if causes:
+                self._fallbacks += 1
+            tried += 1
+            try:
+                return await self._on_endpoint(endpoint, model, request, ctx, started, deadline)
+            except (BadRequest, DeadlineExceeded):
+                raise  # the request itself, or the caller's time: another endpoint won't help
+            except LLMError as exc:
+                causes[endpoint.name] = str(exc)
+                last = exc
+        if last is not None and len(causes) == 1:
+            raise last  # one endpoint tried and nothing else: its own error says it best
+        raise AllEndpointsFailed(
+            "every endpoint failed: " + "; ".join(f"{k}: {v}" for k, v in causes.items()),
+            causes=causes,
+        )
+
+    async def _on_endpoint(
+        self,
+        endpoint: Endpoint,
+        model: str,
+        request: ChatRequest,
+        ctx: Context,
+        started: float,
+        deadline: float,
+    ) -> ChatResult:
+        wire = self._wire_request(endpoint, model, request)
+        reserve = estimate_tokens(_prompt_chars(request)) + (wire.max_tokens or DEFAULT_MAX_TOKENS)
+        attempts = request.max_attempts or self.retry.max_attempts
+        on_delta = self._delta_sink(request, ctx) if request.stream else None
+        failures = 0
+        while True:
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                raise DeadlineExceeded(
+                    f"deadline of {deadline - started:g}s passed",
+                    endpoint=endpoint.name,
+                    model=model,
+                )
+            admitted = True
+            if endpoint.admission.ready(reserve):
+                await endpoint.admission.acquire(reserve)  # no waiting: no deadline needed
+            else:
+                with anyio.move_on_after(remaining) as waited:
+                    await endpoint.admission.acquire(reserve)
+                admitted = not waited.cancelled_caught
+            if not admitted:
+                raise DeadlineExceeded(
+                    f"deadline passed waiting for the endpoint's cap or rate limit "
+                    f"({deadline - started:g}s)",
+                    endpoint=endpoint.name,
+                    model=model,
+                )
+            used: int | None = None
+            try:
+                completion = await endpoint.attempt(
+                    wire, min(endpoint.request_timeout, remaining), on_delta
+                )
+                usage = completion.usage or Usage()
+                used = usage.total_tokens or None
+            except LLMError as exc:
+                failures += 1
+                endpoint.failed()
+                cause = type(exc).__name__
+                if not exc.retryable:
+                    raise
+                wait = self.retry.backoff(failures, self._rng)
+                if isinstance(exc, RateLimited) and exc.retry_after is not None:
+                    if exc.retry_after > deadline - self._clock():
+                        raise DeadlineExceeded(
+                            f"Retry-After {exc.retry_after:g}s is past the call's deadline "
+                            f"({deadline - self._clock():.1f}s left)",
+                            endpoint=endpoint.name,
+                            model=model,
+                            status=429,
+                        ) from exc
+                    endpoint.admission.pause(exc.retry_after)  # the whole endpoint waits
+                    wait = 0.0
+                if failures >= attempts:
+                    raise RetriesExhausted(
+                        f"{failures} attempt{'s' if failures != 1 else ''} failed; last: {exc}",
+                        last=exc,
+                        endpoint=endpoint.name,
+                        model=model,
+                        status=exc.status,
+                    ) from exc
+                self._retries[cause] = self._retries.get(cause, 0) + 1
+                if self._clock() + wait > deadline:
+                    raise DeadlineExceeded(
+                        f"no time left for another attempt after {exc}",
+                        endpoint=endpoint.name,
+                        model=model,
+                    ) from exc
+                if wait:
+                    await self._sleep(wait)
+                continue
+            finally:
+                endpoint.admission.release(reserve, used)
+            endpoint.succeeded()
+            choice = completion.choices[0]
+            return ChatResult(
+                message=choice.message,
+                finish_reason=choice.finish_reason,
+                usage=usage,
+                model=completion.model or model,
+                endpoint=endpoint.name,
+                attempts=failures + 1,
+                latency=self._clock() - started,
+                cost=endpoint.cost(usage),
+            )
+
+    def _wire_request(
+        self, endpoint: Endpoint, model: str, request: ChatRequest
+    ) -> ChatCompletionRequest:
+        return ChatCompletionRequest(
+            model=model,
+            messages=request.messages,
+            tools=request.tools,
+            tool_choice=request.tool_choice,
+            response_format=request.response_format,
+            temperature=(
+                request.temperature if request.temperature is not None else endpoint.temperature
+            ),
+            max_tokens=request.max_tokens or endpoint.max_tokens,
+            stream=True if request.stream else None,
+            stream_options=StreamOptions(include_usage=True) if request.stream else None,
+        )
+
+    def _delta_sink(
+        self, request: ChatRequest, ctx: Context
+    ) -> Callable[[str | None, list[ToolCallChunk] | None, Any], Awaitable[None]]:
+        topic = stream_topic(request.stream_id or ctx.id)
+
+        async def publish(content: str | None, tool_calls: Any, finish_reason: Any) -> None:
+            await ctx.publish(
+                topic,
+                ChatDelta(content=content, tool_calls=tool_calls, finish_reason=finish_reason),
+            )
+
+        return publish
+
+    def stats(self) -> GatewayStats:
+        return GatewayStats(
+            calls=self._calls,
+            succeeded=self._succeeded,
+            failed=self._failed,
+            in_flight=self._in_flight,
+            fallbacks=self._fallbacks,
+            retries=dict(self._retries),
+            failures=dict(self._failures),
+            total=self._total.freeze(),
+            by_model={k: v.freeze() for k, v in self._by_model.items()},
+            by_agent={k: v.freeze() for k, v in self._by_agent.items()},
+            endpoints=tuple(
+                EndpointStats(
+                    name=e.name,
+                    model=e.model,
+                    cooling_for=e.cooling_for,
+                    limits=e.admission.stats(),
+                )
+                for e in self.endpoints
+            ),
+        )

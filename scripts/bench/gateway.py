@@ -1,0 +1,179 @@
+"""The LLM gateway on the bus next to a raw aiohttp client, against the same mock LLM.
+
+    .venv/bin/python scripts/bench/gateway.py [--json] [--requests 6000]
+
+The mock runs in its own process (`hivebus mock-llm`), so client and server do not share
+one core's time slices. Figures, each beside the raw client measured in the same run:
+  c100 / c1000   requests/s, p50/p99 latency and client CPU per request at concurrency
+                 100 and 1,000 with zero mock latency (bar: >= 0.9x raw requests/s)
+  20k@50ms       20,000 requests, 50 ms mock latency, a cap of 1,000: total time vs the
+                 ideal = max(requests x latency / cap, requests / raw requests/s)
+                 (bar: <= 1.2x the ideal)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from agents.llm.client import chat
+from agents.llm.endpoint import Endpoint
+from agents.llm.gateway import LLMGateway
+from agents.llm.messages import ChatRequest
+from agents.llm.wire import UserMessage
+from bus import Bus
+
+BODY = {"model": "mock-1", "messages": [{"role": "user", "content": "What is a hive?"}]}
+
+
+@contextmanager
+def mock_server(latency: str | None) -> Iterator[str]:
+    command = [sys.executable, "-m", "agents.cli", "mock-llm", "--port", "0"]
+    if latency:
+        command += ["--latency", latency]
+    root = Path(__file__).resolve().parents[2]
+    process = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        if "listening on" not in line:
+            raise RuntimeError(f"mock LLM did not start: {line!r}")
+        yield line.rsplit(" ", 1)[1].strip()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def summary(latencies: list[float], elapsed: float, cpu: float) -> dict[str, float]:
+    ordered = sorted(latencies)
+    n = len(ordered)
+    return {
+        "rps": n / elapsed,
+        "p50_ms": ordered[n // 2] * 1000,
+        "p99_ms": ordered[min(n - 1, int(n * 0.99))] * 1000,
+        "cpu_us": cpu / n * 1e6,
+        "elapsed_s": elapsed,
+    }
+
+
+async def raw_client(url: str, requests: int, concurrency: int) -> dict[str, float]:
+    body = orjson.dumps(BODY)
+    headers = {"Content-Type": "application/json"}
+    latencies: list[float] = []
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        left = [requests]
+
+        async def worker() -> None:
+            while left[0] > 0:
+                left[0] -= 1
+                started = time.perf_counter()
+                async with session.post(url + "/chat/completions", data=body, headers=headers) as r:
+                    answer = orjson.loads(await r.read())
+                    assert answer["choices"]
+                latencies.append(time.perf_counter() - started)
+
+        cpu, wall = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return summary(latencies, time.perf_counter() - wall, time.process_time() - cpu)
+
+
+async def gateway(url: str, requests: int, concurrency: int, cap: int) -> dict[str, float]:
+    request = ChatRequest(messages=[UserMessage(content="What is a hive?")], model="mock-1")
+    latencies: list[float] = []
+    endpoint = Endpoint(name="mock", base_url=url, model="mock-1", max_concurrency=cap)
+    async with Bus("bench", request_timeout=600) as bus:
+        await bus.add(LLMGateway([endpoint], concurrency=max(concurrency, cap)))
+        left = [requests]
+
+        async def worker() -> None:
+            while left[0] > 0:
+                left[0] -= 1
+                started = time.perf_counter()
+                result = await chat(bus, request)
+                assert result.message.content
+                latencies.append(time.perf_counter() - started)
+
+        cpu, wall = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return summary(latencies, time.perf_counter() - wall, time.process_time() - cpu)
+
+
+async def run(args: argparse.Namespace) -> dict[str, object]:
+    checks: list[dict[str, object]] = []
+    figures: dict[str, object] = {}
+    with mock_server(None) as url:
+        await raw_client(url, 500, 50)  # warm both sides up
+        for concurrency in (100, 1000):
+            raw = await raw_client(url, args.requests, concurrency)
+            mine = await gateway(url, args.requests, concurrency, cap=concurrency)
+            ratio = mine["rps"] / raw["rps"]
+            checks.append(
+                {
+                    "name": f"requests/s at concurrency {concurrency}",
+                    "value": round(mine["rps"], 1),
+                    "baseline": round(raw["rps"], 1),
+                    "ratio": round(ratio, 3),
+                    "bar": ">= 0.9x raw aiohttp",
+                    "ok": ratio >= 0.9,
+                }
+            )
+            figures[f"c{concurrency}"] = {"gateway": mine, "raw": raw}
+    total = args.slow_requests
+    with mock_server("50ms") as url:
+        raw_rps = float(figures["c1000"]["raw"]["rps"])  # type: ignore[index]
+        ideal = max(total * 0.05 / 1000, total / raw_rps)
+        mine = await gateway(url, total, total, cap=1000)
+        ratio = mine["elapsed_s"] / ideal
+        checks.append(
+            {
+                "name": f"{total:,} requests @50ms, cap 1000: seconds",
+                "value": round(mine["elapsed_s"], 3),
+                "baseline": round(ideal, 3),
+                "ratio": round(ratio, 3),
+                "bar": "<= 1.2x ideal",
+                "ok": ratio <= 1.2,
+            }
+        )
+        figures["slow"] = {"gateway": mine, "ideal_s": ideal}
+    return {"bench": "gateway", "checks": checks, "figures": figures}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=6000, help="requests per figure")
+    parser.add_argument("--slow-requests", type=int, default=20_000, help="for the 50 ms run")
+    parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    args = parser.parse_args()
+    result = asyncio.run(run(args))
+    print(f"{'figure':44} {'gateway':>10} {'baseline':>10} {'ratio':>7}  bar")
+    for c in result["checks"]:  # type: ignore[attr-defined]
+        mark = "ok " if c["ok"] else "LOW"
+        print(
+            f"{c['name']:44} {c['value']:>10,.1f} {c['baseline']:>10,.1f} {c['ratio']:>7.3f}"
+            f"  {mark} {c['bar']}"
+        )
+    for name, figure in result["figures"].items():  # type: ignore[attr-defined]
+        if "raw" in figure:
+            g, r = figure["gateway"], figure["raw"]
+            print(
+                f"  {name}: p50 {g['p50_ms']:.2f}/{r['p50_ms']:.2f} ms, p99 {g['p99_ms']:.2f}/"
+                f"{r['p99_ms']:.2f} ms, client CPU {g['cpu_us']:.0f}/{r['cpu_us']:.0f} us/request"
+            )
+    if args.json:
+        print(orjson.dumps(result).decode())
+
+
+if __name__ == "__main__":
+    main()

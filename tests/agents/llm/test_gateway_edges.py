@@ -1,0 +1,275 @@
+"""The gateway's edges: configuration, typed errors across the bus, provider quirks,
+quota headers, cancellation, several gateways sharing the load."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+from aiohttp import web
+
+from agents.config import load_config
+from agents.llm.client import chat
+from agents.llm.endpoint import Endpoint
+from agents.llm.errors import LLMError, RetriesExhausted, StreamError
+from agents.llm.gateway import LLMGateway
+from agents.llm.messages import ChatRequest
+from agents.llm.mock import MockLLM, RateLimit
+from agents.llm.retry import Backoff
+from agents.llm.wire import UserMessage
+from bus import Bus
+
+pytestmark = pytest.mark.anyio
+
+FAST = Backoff(max_attempts=3, base=0.001, cap=0.01)
+
+
+def ask(text: str = "hello", **options: object) -> ChatRequest:
+    return ChatRequest(messages=[UserMessage(content=text)], **options)  # type: ignore[arg-type]
+
+
+async def test_a_gateway_from_a_configuration_file(tmp_path: Path) -> None:
+    async with MockLLM() as url:
+        path = tmp_path / "hivebus.toml"
+        path.write_text(
+            f'[llm]\nbase_url = "{url}"\nmodel = "mock-1"\nmax_concurrency = 7\n'
+            "[llm.prices.mock-1]\ninput = 1.0\noutput = 2.0\n"
+        )
+        gateway = LLMGateway.from_config(load_config(path, env={}).llm)
+        assert gateway.endpoints[0].admission.max_concurrency == 7
+        async with Bus() as bus:
+            await bus.add(gateway)
+            result = await chat(bus, ask())
+    assert (result.endpoint, result.model) == ("primary", "mock-1")
+    assert result.cost is not None and result.cost > 0
+
+
+async def test_prices_give_a_cost_per_call_per_model_and_in_total() -> None:
+    async with MockLLM() as url:
+        endpoint = Endpoint(name="m", base_url=url, model="mock-1", prices=(1.0, 2.0))
+        gateway = LLMGateway([endpoint], retry=FAST)
+        async with Bus() as bus:
+            await bus.add(gateway)
+            result = await chat(bus, ask("price me", agent="critic"))
+    usage = result.usage
+    expected = (usage.prompt_tokens * 1.0 + usage.completion_tokens * 2.0) / 1e6
+    assert result.cost == pytest.approx(expected)
+    stats = gateway.stats()
+    assert stats.total.cost == pytest.approx(expected)
+    assert stats.by_agent["critic"].cost == pytest.approx(expected)
+
+
+def test_a_configuration_without_endpoint_asks_for_the_mock() -> None:
+    config = load_config(None, env={})
+    assert config.llm.uses_mock
+    with pytest.raises(ValueError, match="start the mock LLM"):
+        LLMGateway.from_config(config.llm)
+
+
+async def test_typed_errors_survive_the_bus() -> None:
+    async with MockLLM(faults="503:1.0") as url, Bus() as bus:
+        await bus.add(LLMGateway([Endpoint(name="m", base_url=url, model="x")], retry=FAST))
+        with pytest.raises(RetriesExhausted) as info:
+            await chat(bus, ask())
+    assert isinstance(info.value, LLMError)
+    assert "3 attempts failed; last: m/x: 503 provider error" in str(info.value)
+
+
+async def test_quota_headers_make_the_gateway_wait_instead_of_meeting_429s() -> None:
+    server = MockLLM(ratelimit=RateLimit(requests=2, window=0.3, is_enforced=True))
+    async with server:
+        gateway = LLMGateway([Endpoint(name="m", base_url=server.url, model="x")], retry=FAST)
+        async with Bus() as bus:
+            await bus.add(gateway)
+            started = time.monotonic()
+            for i in range(5):
+                await chat(bus, ask(f"q{i}"))
+            elapsed = time.monotonic() - started
+    assert 429 not in server.stats().responses  # it paused when the quota ran out
+    assert elapsed >= 0.25
+    assert gateway.stats().endpoints[0].limits.paused_seconds > 0
+
+
+async def test_a_caller_giving_up_cancels_the_http_request() -> None:
+    server = MockLLM(latency="5")
+    async with server, Bus() as bus:
+        await bus.add(LLMGateway([Endpoint(name="m", base_url=server.url, model="x")]))
+        with anyio.move_on_after(0.2):
+            await chat(bus, ask())
+        with anyio.fail_after(2):
+            while server.stats().in_flight:  # noqa: ASYNC110 - the server counts it
+                await anyio.sleep(0.01)
+        assert bus.stats().cancelled == 1
+
+
+async def test_gateways_in_one_queue_group_share_the_calls() -> None:
+    async with MockLLM() as url:
+        first = LLMGateway([Endpoint(name="a", base_url=url, model="x")], name="gw-1")
+        second = LLMGateway([Endpoint(name="b", base_url=url, model="x")], name="gw-2")
+        async with Bus() as bus:
+            await bus.add(first)
+            await bus.add(second)
+            results = [await chat(bus, ask(f"q{i}")) for i in range(10)]
+    assert {r.endpoint for r in results} == {"a", "b"}
+    assert first.stats().calls + second.stats().calls == 10
+
+
+@pytest.fixture
+async def quirky_server() -> AsyncIterator[str]:
+    """An OpenAI-compatible server with the quirks real ones have."""
+
+    async def completions(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        text = body["messages"][-1]["content"]
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        chunk = b'{"id":"q","object":"chat.completion.chunk","created":1,"model":"q","extra":1,'
+        await response.write(b": keep-alive comment\n\n")
+        await response.write(
+            b"data: " + chunk + b'"choices":[{"index":0,"delta":{"content":"hi"}}]}\n\n'
+        )
+        if text == "fail":
+            await response.write(
+                b'data: {"error":{"message":"overloaded","type":"server_error"}}\n\n'
+            )
+            return response
+        await response.write(
+            b"data: " + chunk + b'"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+        )
+        # a usage chunk with choices: null, as some servers send it
+        await response.write(
+            b"data: " + chunk + b'"choices":null,"usage":{"prompt_tokens":3,'
+            b'"completion_tokens":1,"total_tokens":4}}\n\n'
+        )
+        await response.write(b"data: [DONE]\n\n")
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", completions)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        await runner.cleanup()
+
+
+async def test_provider_quirks_in_a_stream_are_tolerated(quirky_server: str) -> None:
+    async with Bus() as bus:
+        await bus.add(LLMGateway([Endpoint(name="q", base_url=quirky_server, model="q")]))
+        result = await chat(bus, ask("hello", stream=True))
+    assert (result.text, result.finish_reason, result.usage.total_tokens) == ("hi", "stop", 4)
+
+
+async def test_an_error_inside_a_stream_is_a_typed_error(quirky_server: str) -> None:
+    async with Bus() as bus:
+        gateway = LLMGateway(
+            [Endpoint(name="q", base_url=quirky_server, model="q")], retry=Backoff(max_attempts=1)
+        )
+        await bus.add(gateway)
+        with pytest.raises(RetriesExhausted, match="error inside the stream: overloaded"):
+            await chat(bus, ask("fail", stream=True))
+    assert gateway.stats().failures == {"RetriesExhausted": 1}
+    assert issubclass(StreamError, LLMError) and StreamError.retryable
+
+
+@pytest.fixture
+async def status_server() -> AsyncIterator[str]:
+    """Answers each request with the HTTP status named in the last user message."""
+
+    async def completions(request: web.Request) -> web.Response:
+        body = await request.json()
+        status = int(body["messages"][-1]["content"])
+        error = {"message": f"status {status}", "type": "x", "param": None, "code": "c"}
+        return web.json_response({"error": error}, status=status)
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", completions)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("status", "error_type", "retried"),
+    [
+        (400, "BadRequest", False),
+        (401, "AuthenticationFailed", False),
+        (403, "AuthenticationFailed", False),
+        (404, "ModelNotFound", False),
+        (413, "BadRequest", False),
+        (422, "BadRequest", False),
+        (418, "BadRequest", False),
+        (500, "ProviderError", True),
+        (502, "ProviderError", True),
+        (504, "ProviderError", True),
+        (429, "RateLimited", True),
+    ],
+)
+async def test_each_http_status_becomes_its_typed_error(
+    status_server: str, status: int, error_type: str, retried: bool
+) -> None:
+    gateway = LLMGateway(
+        [Endpoint(name="s", base_url=status_server, model="x")],
+        retry=Backoff(max_attempts=2, base=0.001),
+    )
+    async with Bus() as bus:
+        await bus.add(gateway)
+        with pytest.raises(LLMError) as info:
+            await chat(bus, ask(str(status)))
+    final = "RetriesExhausted" if retried else error_type
+    assert type(info.value).__name__ == final
+    assert f"status {status} (c)" in str(info.value)
+    assert gateway.stats().retries == ({error_type: 1} if retried else {})
+
+
+async def test_waiting_for_a_full_cap_counts_against_the_deadline() -> None:
+    async with MockLLM(latency="2") as url:
+        gateway = LLMGateway([Endpoint(name="m", base_url=url, model="x", max_concurrency=1)])
+        async with Bus() as bus, anyio.create_task_group() as tg:
+            await bus.add(gateway)
+            tg.start_soon(chat, bus, ask("slow"))
+            await anyio.sleep(0.05)  # it holds the only slot
+            started = time.monotonic()
+            with pytest.raises(LLMError, match="deadline passed waiting for the endpoint's cap"):
+                await chat(bus, ask("waits", timeout=0.2))
+            assert time.monotonic() - started < 1
+            tg.cancel_scope.cancel()
+
+
+async def test_invalid_tool_arguments_reach_the_caller_as_they_came() -> None:
+    from agents.llm.wire import FunctionDefinition, FunctionTool
+
+    tool = FunctionTool(function=FunctionDefinition(name="lookup", parameters={"type": "object"}))
+    async with MockLLM(faults="badargs:1.0") as url, Bus() as bus:
+        await bus.add(LLMGateway([Endpoint(name="m", base_url=url, model="x")]))
+        result = await chat(bus, ChatRequest(messages=[UserMessage(content="go")], tools=[tool]))
+    (call,) = result.tool_calls
+    with pytest.raises(ValueError):
+        import json
+
+        json.loads(call.function.arguments)  # the tool executor will report it to the model
+
+
+async def test_a_remote_error_that_is_not_an_llm_error_stays_a_remote_error() -> None:
+    from bus import RemoteError
+
+    async with Bus() as bus:
+        from agents.llm.messages import LLM_CHAT
+
+        async def broken(request: ChatRequest) -> None:
+            raise KeyError("not an LLM error")
+
+        bus.subscribe(LLM_CHAT, broken)
+        with pytest.raises(RemoteError, match="KeyError"):
+            await chat(bus, ask())
