@@ -30,6 +30,7 @@ from .messages import LLM_CHAT, ChatDelta, ChatRequest, ChatResult, stream_topic
 from .mock import Faults, Latency, MockLLM, MockStats, RateLimit
 from .policy import Policy, PolicyIncomplete, Rule, ScriptedCall
 from .retry import Backoff
+from .runtime import llm_gateway
 
 __all__ = [
     "LLM_CHAT",
@@ -65,5 +66,6 @@ __all__ = [
     "ScriptedCall",
     "StreamError",
     "chat",
+    "llm_gateway",
     "stream_topic",
 ]

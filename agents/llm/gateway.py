@@ -311,13 +311,13 @@ class LLMGateway(Actor):
                         model=model,
                         status=exc.status,
                     ) from exc
-                self._retries[cause] = self._retries.get(cause, 0) + 1
                 if self._clock() + wait > deadline:
                     raise DeadlineExceeded(
                         f"no time left for another attempt after {exc}",
                         endpoint=endpoint.name,
                         model=model,
                     ) from exc
+                self._retries[cause] = self._retries.get(cause, 0) + 1
                 if wait:
                     await self._sleep(wait)
                 continue

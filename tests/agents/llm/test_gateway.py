@@ -15,6 +15,7 @@ from agents.llm.errors import (
     AllEndpointsFailed,
     AuthenticationFailed,
     DeadlineExceeded,
+    LLMError,
     ModelNotFound,
     RetriesExhausted,
 )
@@ -246,3 +247,35 @@ async def test_streamed_tool_call_arguments_are_assembled(mock: MockLLM) -> None
     assert call.function.name == "search"
     assert call.function.arguments == plain.tool_calls[0].function.arguments
     assert '"query"' in call.function.arguments
+
+
+async def test_with_every_fault_mixed_in_each_call_ends_in_a_result_or_a_typed_error() -> None:
+    faults = "429:0.05,500:0.05,503:0.05,reset:0.05,timeout:0.03,badjson:0.05,truncated:0.05"
+    server = MockLLM(seed=11, faults=f"{faults},retry_after=0.01,hang=1s")
+    outcomes: list[object] = []
+    async with server:
+        gateway = LLMGateway(
+            [endpoint(server.url, request_timeout=0.2)],
+            retry=Backoff(max_attempts=3, base=0.001, cap=0.01),
+        )
+        async with Bus() as bus:
+            await bus.add(gateway)
+
+            async def call(i: int) -> None:
+                try:
+                    outcomes.append(await chat(bus, ask(f"q{i}", stream=i % 2 == 0)))
+                except LLMError as exc:
+                    outcomes.append(exc)
+
+            async with anyio.create_task_group() as tg:
+                for i in range(80):
+                    tg.start_soon(call, i)
+            await bus.drain()
+            assert bus.stats().balanced and bus.stats().in_flight == 0
+    assert len(outcomes) == 80
+    stats = gateway.stats()
+    assert stats.succeeded + stats.failed == 80 and stats.in_flight == 0
+    assert stats.succeeded > 60  # most calls get through their retries
+    assert all(isinstance(o, LLMError) for o in outcomes if not hasattr(o, "usage"))
+    # every attempt reached the mock exactly once: one per call plus one per retry
+    assert server.stats().requests == 80 + sum(stats.retries.values())
