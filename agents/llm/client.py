@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bus import Bus, Context, RemoteError
+from bus import Bus, Context, RemoteError, RequestTimeout
 
 from . import errors
 from .messages import LLM_CHAT, ChatRequest, ChatResult
@@ -10,7 +10,7 @@ from .messages import LLM_CHAT, ChatRequest, ChatResult
 _BY_NAME: dict[str, type[errors.LLMError]] = {
     name: getattr(errors, name) for name in errors.__all__
 }
-ASK_MARGIN = 5.0  # seconds the bus waits beyond the call's own deadline
+ASK_MARGIN = 0.5  # seconds the bus waits beyond the call's own deadline for its answer
 
 
 async def chat(via: Bus | Context, request: ChatRequest, *, deadline: float = 300.0) -> ChatResult:
@@ -21,9 +21,15 @@ async def chat(via: Bus | Context, request: ChatRequest, *, deadline: float = 30
     across the bus. ``via`` is the bus, or a handler's context (the call is then part of
     its causation tree and cancelled with it).
     """
-    timeout = (request.timeout or deadline) + ASK_MARGIN
+    budget = request.timeout or deadline
     try:
-        return await via.request(LLM_CHAT, request, timeout=timeout)
+        return await via.request(LLM_CHAT, request, timeout=budget + ASK_MARGIN)
+    except RequestTimeout:
+        # Still queued behind other calls (or no gateway got to it): the call's deadline
+        # passed all the same; the queued copy is skipped when a gateway reaches it.
+        raise errors.DeadlineExceeded(
+            f"llm.chat: no answer within {budget:g}s (the gateways are saturated or stuck)"
+        ) from None
     except RemoteError as exc:
         error_type = _BY_NAME.get(exc.remote_type)
         if error_type is None:

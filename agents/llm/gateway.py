@@ -119,7 +119,7 @@ class LLMGateway(Actor):
         endpoints: Sequence[Endpoint],
         *,
         name: str = "llm-gateway",
-        concurrency: int = 4096,
+        concurrency: int | None = None,
         retry: Backoff | None = None,
         deadline: float = 300.0,
         seed: int | None = None,
@@ -130,7 +130,9 @@ class LLMGateway(Actor):
         if not endpoints:
             raise ValueError("the gateway needs at least one endpoint")
         self.endpoints = list(endpoints)
-        self.concurrency = concurrency
+        # Calls beyond the endpoints' caps wait in the bus buffer (a deque), not as tasks
+        # parked on a semaphore: thousands of queued calls then cost next to nothing.
+        self.concurrency = concurrency or sum(e.admission.max_concurrency for e in endpoints)
         self.retry = retry or Backoff()
         self.deadline = deadline
         self._rng = random.Random(seed)
@@ -196,7 +198,8 @@ class LLMGateway(Actor):
         """Answer one chat request, or raise the :class:`LLMError` that says why not."""
         self._calls += 1
         self._in_flight += 1
-        started = self._clock()
+        # The deadline runs from when the call was sent: time queued on the bus counts.
+        started = self._clock() - max(0.0, time.time() - ctx.timestamp)
         deadline = started + (request.timeout or self.deadline)
         try:
             result = await self._through_chain(request, ctx, started, deadline)
@@ -210,8 +213,11 @@ class LLMGateway(Actor):
         self._succeeded += 1
         cost = result.cost
         self._total.add(result.usage, cost)
-        self._by_model.setdefault(result.model, _Tally()).add(result.usage, cost)
-        self._by_agent.setdefault(request.agent or "?", _Tally()).add(result.usage, cost)
+        for tallies, key in ((self._by_model, result.model), (self._by_agent, request.agent)):
+            tally = tallies.get(key)
+            if tally is None:
+                tally = tallies[key] = _Tally()
+            tally.add(result.usage, cost)
         return result
 
     async def _through_chain(

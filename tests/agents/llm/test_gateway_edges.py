@@ -235,7 +235,9 @@ async def test_each_http_status_becomes_its_typed_error(
 
 async def test_waiting_for_a_full_cap_counts_against_the_deadline() -> None:
     async with MockLLM(latency="2") as url:
-        gateway = LLMGateway([Endpoint(name="m", base_url=url, model="x", max_concurrency=1)])
+        gateway = LLMGateway(
+            [Endpoint(name="m", base_url=url, model="x", max_concurrency=1)], concurrency=4
+        )
         async with Bus() as bus, anyio.create_task_group() as tg:
             await bus.add(gateway)
             tg.start_soon(chat, bus, ask("slow"))
@@ -244,6 +246,23 @@ async def test_waiting_for_a_full_cap_counts_against_the_deadline() -> None:
             with pytest.raises(LLMError, match="deadline passed waiting for the endpoint's cap"):
                 await chat(bus, ask("waits", timeout=0.2))
             assert time.monotonic() - started < 1
+            tg.cancel_scope.cancel()
+
+
+async def test_a_call_queued_behind_a_saturated_gateway_still_meets_its_deadline() -> None:
+    from agents.llm.errors import DeadlineExceeded
+
+    async with MockLLM(latency="2") as url:
+        gateway = LLMGateway([Endpoint(name="m", base_url=url, model="x", max_concurrency=1)])
+        assert gateway.concurrency == 1  # calls beyond the cap wait on the bus
+        async with Bus() as bus, anyio.create_task_group() as tg:
+            await bus.add(gateway)
+            tg.start_soon(chat, bus, ask("slow"))
+            await anyio.sleep(0.05)
+            started = time.monotonic()
+            with pytest.raises(DeadlineExceeded, match=r"no answer within 0\.2s"):
+                await chat(bus, ask("queued", timeout=0.2))
+            assert time.monotonic() - started < 1.5
             tg.cancel_scope.cancel()
 
 
