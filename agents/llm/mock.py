@@ -9,6 +9,8 @@ It serves ``POST /v1/chat/completions`` (JSON, or SSE with ``stream: true``) and
 ``random.Random`` (reproducible when requests arrive in the same order).
 :meth:`MockLLM.stats` counts what it served, including the peak of concurrent requests.
 Standalone: ``await run_standalone(["--port", "8000"])`` serves until cancelled.
+The specs live in :mod:`~agents.llm.mock_specs` (re-exported here); the response bodies
+are built in :mod:`~agents.llm.mock_responses`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ import struct
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, get_args
 
 import msgspec
 import orjson
@@ -34,192 +35,23 @@ from aiohttp import web
 
 from bus import HivebusError
 
-from .policy import FaultKind, Policy, Reply, message_text, offered_tools
-from .wire import AssistantMessage, ChatCompletionRequest, FunctionCall, ToolCall, request_decoder
+from .mock_responses import (
+    DONE_EVENT,
+    Answer,
+    break_arguments,
+    build_answer,
+    chunk_events,
+    completion_object,
+    count_prompt_tokens,
+    error_body,
+    model_object,
+    ratelimit_headers,
+)
+from .mock_specs import FAULT_KINDS, Faults, Latency, MockConfigError, RateLimit, parse_duration
+from .policy import FaultKind, Policy, Reply
+from .wire import ChatCompletionRequest, request_decoder
 
-FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
 _ERROR_FAULTS = frozenset({"429", "500", "503", "reset", "timeout"})
-_DURATION = re.compile(r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms|s)?")
-_WORDS = re.compile(r"\S+\s*|\s+")
-_ARGUMENT_FRAGMENT = 8  # characters of tool-call arguments per stream chunk
-_DONE = b"data: [DONE]\n\n"
-
-
-class MockConfigError(HivebusError, ValueError):
-    """A latency, fault or rate-limit spec for the mock is malformed; names the spec."""
-
-
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise MockConfigError(f"{text!r} is not a number") from None
-
-
-def parse_duration(text: str) -> float:
-    """Seconds from ``"0.05"``, ``"50ms"`` or ``"2s"``."""
-    match = _DURATION.fullmatch(text.strip())
-    if match is None:
-        raise MockConfigError(f"{text!r} is not a duration (like 0.05, 50ms or 2s)")
-    value = float(match[1])
-    return value / 1000 if match[2] == "ms" else value
-
-
-class Latency(msgspec.Struct, frozen=True, kw_only=True):
-    """The delay before each response, plus ``per_token`` between stream chunks.
-
-    ``fixed``: ``seconds``; ``uniform``: between ``seconds`` and ``high``; ``lognormal``:
-    median ``seconds``, shape ``sigma``. :meth:`parse` reads ``"50ms"``, ``"0.05"``,
-    ``"uniform:10ms,50ms"``, ``"lognormal:50ms,0.5"`` and ``"50ms,lognormal"`` (sigma
-    0.5), each optionally followed by ``";per_token=2ms"``.
-    """
-
-    distribution: Literal["fixed", "uniform", "lognormal"] = "fixed"
-    seconds: float = 0.0
-    high: float = 0.0
-    sigma: float = 0.5
-    per_token: float = 0.0
-
-    def __post_init__(self) -> None:
-        if min(self.seconds, self.high, self.sigma, self.per_token) < 0:
-            raise MockConfigError(f"latency: durations cannot be negative: {self}")
-        if self.distribution == "uniform" and self.high < self.seconds:
-            raise MockConfigError(f"latency: uniform high {self.high} < low {self.seconds}")
-
-    @property
-    def is_zero(self) -> bool:
-        """Whether responses go out at once (no sleep at all on the hot path)."""
-        return self.seconds == 0 and (self.distribution != "uniform" or self.high == 0)
-
-    def sample(self, rng: random.Random) -> float:
-        """One delay in seconds."""
-        if self.distribution == "uniform":
-            return rng.uniform(self.seconds, self.high)
-        if self.distribution == "lognormal" and self.seconds > 0:
-            return rng.lognormvariate(math.log(self.seconds), self.sigma)
-        return self.seconds
-
-    @classmethod
-    def parse(cls, spec: Latency | str | float | None) -> Latency:
-        """A Latency from a spec string, a number of seconds, or None (no delay)."""
-        if spec is None:
-            return cls()
-        if isinstance(spec, Latency):
-            return spec
-        if isinstance(spec, int | float):
-            return cls(seconds=float(spec))
-        try:
-            return cls._parse(spec)
-        except MockConfigError as error:
-            raise MockConfigError(f"latency {spec!r}: {error}") from None
-
-    @classmethod
-    def _parse(cls, spec: str) -> Latency:
-        main, *options = spec.split(";")
-        per_token = 0.0
-        for option in options:
-            key, _, value = option.partition("=")
-            if key.strip() not in ("per_token", "token") or not value:
-                raise MockConfigError(f"unknown option {option.strip()!r} (want per_token=2ms)")
-            per_token = parse_duration(value)
-        kind, colon, rest = main.partition(":")
-        if colon:
-            kind, values = kind.strip(), [v.strip() for v in rest.split(",")]
-            if kind == "uniform" and len(values) == 2:
-                low, high = map(parse_duration, values)
-                return cls(distribution="uniform", seconds=low, high=high, per_token=per_token)
-            if kind == "lognormal" and len(values) in (1, 2):
-                sigma = _number(values[1]) if len(values) == 2 else 0.5
-                median = parse_duration(values[0])
-                return cls(
-                    distribution="lognormal", seconds=median, sigma=sigma, per_token=per_token
-                )
-            raise MockConfigError("want uniform:LOW,HIGH or lognormal:MEDIAN[,SIGMA]")
-        first, *shape = (part.strip() for part in main.split(","))
-        seconds = parse_duration(first) if first else 0.0
-        if shape not in ([], ["lognormal"]):
-            raise MockConfigError(f"unknown distribution {','.join(shape)!r} (want lognormal)")
-        return cls(
-            distribution="lognormal" if shape else "fixed", seconds=seconds, per_token=per_token
-        )
-
-
-class Faults(msgspec.Struct, frozen=True, kw_only=True):
-    """The chance of each fault per chat request (the rates add up to at most 1).
-
-    ``429`` (with ``Retry-After`` = ``retry_after`` and ``retry-after-ms``), ``500``,
-    ``503``, ``reset`` (the connection is dropped with a TCP RST, no response),
-    ``timeout`` (no answer for ``hang_seconds``, cut short when the server stops),
-    ``badjson`` (200 with a malformed body, or a malformed chunk mid-stream),
-    ``truncated`` (a stream that stops halfway without ``[DONE]``; a JSON body cut in
-    half) and ``badargs`` (tool calls whose ``arguments`` are not valid JSON).
-    :meth:`parse` reads ``"429:0.05,500:0.02,reset:0.01,retry_after=0.5,hang=2s"``.
-    """
-
-    rates: dict[FaultKind, float] = {}
-    retry_after: float = 1.0
-    hang_seconds: float = 30.0
-
-    def __post_init__(self) -> None:
-        for kind, rate in self.rates.items():
-            if kind not in FAULT_KINDS:
-                raise MockConfigError(
-                    f"faults: unknown kind {kind!r} (one of {', '.join(FAULT_KINDS)})"
-                )
-            if not 0 <= rate <= 1:
-                raise MockConfigError(f"faults: {kind}: rate {rate} is not between 0 and 1")
-        if sum(self.rates.values()) > 1 + 1e-9:
-            raise MockConfigError(f"faults: the rates add up to {sum(self.rates.values()):g} > 1")
-
-    def sample(self, rng: random.Random) -> FaultKind | None:
-        """The fault for one request, or None."""
-        if not self.rates:
-            return None
-        draw = rng.random()
-        for kind, rate in self.rates.items():
-            if draw < rate:
-                return kind
-            draw -= rate
-        return None
-
-    @classmethod
-    def parse(cls, spec: Faults | str | Mapping[str, float] | None) -> Faults:
-        """Faults from a spec string, a mapping of kind to rate, or None (no faults)."""
-        if spec is None:
-            return cls()
-        if isinstance(spec, Faults):
-            return spec
-        if isinstance(spec, Mapping):
-            return cls(rates=dict(spec))  # type: ignore[arg-type]
-        rates: dict[str, float] = {}
-        options: dict[str, float] = {}
-        for item in filter(None, (part.strip() for part in spec.split(","))):
-            key, sep, value = item.partition("=")
-            try:
-                if sep and key.strip() in ("retry_after", "hang", "hang_seconds"):
-                    options[key.strip()] = parse_duration(value)
-                    continue
-                kind, colon, rate = item.partition(":")
-                if not colon:
-                    raise MockConfigError(f"{item!r}: want KIND:RATE, retry_after=S or hang=S")
-                rates[kind.strip()] = float(rate)
-            except ValueError as error:
-                raise MockConfigError(f"faults {spec!r}: {error}") from None
-        return cls(
-            rates=rates,  # type: ignore[arg-type]
-            retry_after=options.get("retry_after", 1.0),
-            hang_seconds=options.get("hang", options.get("hang_seconds", 30.0)),
-        )
-
-
-class RateLimit(msgspec.Struct, frozen=True, kw_only=True):
-    """Send OpenAI's ``x-ratelimit-*`` headers from counters over a fixed ``window`` of
-    seconds; when ``is_enforced``, a request past a limit gets 429 until the window ends."""
-
-    requests: int = 10_000
-    tokens: int = 2_000_000
-    window: float = 60.0
-    is_enforced: bool = False
 
 
 class MockStats(msgspec.Struct, frozen=True, kw_only=True):
@@ -245,19 +77,6 @@ class _Counters(msgspec.Struct, kw_only=True):
     peak_in_flight: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-
-
-class _Answer(msgspec.Struct, frozen=True, kw_only=True):
-    """One completion ready to be sent as JSON or as SSE chunks."""
-
-    id: str
-    created: int
-    model: str
-    content: str | None
-    tool_calls: list[ToolCall]
-    finish_reason: str
-    prompt_tokens: int
-    completion_tokens: int
 
 
 class MockLLM:
@@ -373,8 +192,7 @@ class MockLLM:
         code: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> web.Response:
-        error = {"message": message, "type": kind, "param": param, "code": code}
-        return self._json(status, orjson.dumps({"error": error}), headers)
+        return self._json(status, error_body(message, kind, param=param, code=code), headers)
 
     def _refuse_key(self, request: web.Request) -> web.Response | None:
         expected = self._authorization
@@ -415,7 +233,7 @@ class MockLLM:
         refused = self._refuse_key(request)
         if refused is not None:
             return refused
-        data = [_model(name) for name in self.models]
+        data = [model_object(name) for name in self.models]
         return self._json(200, orjson.dumps({"object": "list", "data": data}))
 
     async def _model(self, request: web.Request) -> web.Response:
@@ -427,7 +245,7 @@ class MockLLM:
         if name not in self.models:
             message = f"The model '{name}' does not exist"
             return self._error(404, message, "invalid_request_error", code="model_not_found")
-        return self._json(200, orjson.dumps(_model(name)))
+        return self._json(200, orjson.dumps(model_object(name)))
 
     # -- chat completions ---------------------------------------------------------------
 
@@ -453,7 +271,7 @@ class MockLLM:
         if not chat.messages:
             message = "Invalid request body: messages must hold at least one message"
             return self._error(400, message, "invalid_request_error", param="messages")
-        prompt_tokens = _prompt_tokens(chat)
+        prompt_tokens = count_prompt_tokens(chat)
         headers: dict[str, str] | None = None
         if self.ratelimit is not None:
             headers, limited, reset = self._admit(self.ratelimit, prompt_tokens)
@@ -475,70 +293,45 @@ class MockLLM:
         if reply is None:  # a drawn fault: look at the answer without using up a rule
             reply = self.policy.respond(chat, record=False)
         if fault == "badargs":
-            fault, reply = _break_arguments(reply, chat)
+            fault, reply = break_arguments(reply, chat)
         if fault is not None and fault not in _ERROR_FAULTS:
             self._counters.faults[fault] += 1
         answer = self._answer(chat, reply, prompt_tokens)
         if chat.stream:
             return await self._stream(request, chat, answer, fault, headers)
-        body = orjson.dumps(_completion(answer, chat.n or 1))
+        body = orjson.dumps(completion_object(answer, chat.n or 1))
         if fault == "badjson":
             body = body[:-1] + b",}"
         elif fault == "truncated":
             body = body[: len(body) // 2]
         return self._json(200, body, headers)
 
-    def _answer(self, chat: ChatCompletionRequest, reply: Reply, prompt_tokens: int) -> _Answer:
+    def _answer(self, chat: ChatCompletionRequest, reply: Reply, prompt_tokens: int) -> Answer:
         self._sequence += 1
-        sequence = self._sequence
-        content, finish_reason = reply.content, "stop"
-        if content is not None and chat.stop:
-            content = _cut_at_stop(
-                content, [chat.stop] if isinstance(chat.stop, str) else chat.stop
-            )
-        limit = chat.max_completion_tokens or chat.max_tokens
-        if content is not None and limit is not None and len(content) > limit * 4:
-            content, finish_reason = content[: limit * 4], "length"
-        calls = [
-            ToolCall(id=f"call_{sequence:06d}_{i}", function=call)
-            for i, call in enumerate(reply.tool_calls)
-        ]
-        if calls:
-            finish_reason = "tool_calls"
-        chars = len(content or "") + sum(len(c.name) + len(c.arguments) for c in reply.tool_calls)
-        completion_tokens = max(1, (chars + 3) // 4)
+        answer = build_answer(chat, reply, prompt_tokens=prompt_tokens, sequence=self._sequence)
         counters = self._counters
         counters.prompt_tokens += prompt_tokens
-        counters.completion_tokens += completion_tokens
+        counters.completion_tokens += answer.completion_tokens
         if self.ratelimit is not None:
-            self._window_tokens += completion_tokens
-        return _Answer(
-            id=f"chatcmpl-mock{sequence:012d}",
-            created=int(time.time()),
-            model=chat.model,
-            content=content,
-            tool_calls=calls,
-            finish_reason=finish_reason,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-        )
+            self._window_tokens += answer.completion_tokens
+        return answer
 
     async def _stream(
         self,
         request: web.Request,
         chat: ChatCompletionRequest,
-        answer: _Answer,
+        answer: Answer,
         fault: FaultKind | None,
         headers: Mapping[str, str] | None,
     ) -> web.StreamResponse:
         include_usage = chat.stream_options is not None and bool(chat.stream_options.include_usage)
-        events = _events(answer, chat.n or 1, include_usage)
+        events = chunk_events(answer, chat.n or 1, include_usage)
         if fault == "truncated":
             events = events[: max(1, len(events) // 2)]
         else:
             if fault == "badjson":
                 events[len(events) // 2] = b'data: {"id": "' + answer.id.encode() + b'", "choi\n\n'
-            events.append(_DONE)
+            events.append(DONE_EVENT)
         response = web.StreamResponse(headers=headers)
         response.content_type = "text/event-stream"
         response.headers["Cache-Control"] = "no-cache"
@@ -618,130 +411,8 @@ class MockLLM:
             self._window_requests += 1
             self._window_tokens += prompt_tokens
         reset = max(0.0, self._window_start + limit.window - now)
-        headers = {
-            "x-ratelimit-limit-requests": str(limit.requests),
-            "x-ratelimit-limit-tokens": str(limit.tokens),
-            "x-ratelimit-remaining-requests": str(max(0, limit.requests - self._window_requests)),
-            "x-ratelimit-remaining-tokens": str(max(0, limit.tokens - self._window_tokens)),
-            "x-ratelimit-reset-requests": _duration_text(reset),
-            "x-ratelimit-reset-tokens": _duration_text(reset),
-        }
+        headers = ratelimit_headers(limit, self._window_requests, self._window_tokens, reset)
         return headers, limited, reset
-
-
-# -- the wire shapes ---------------------------------------------------------------------
-
-
-def _model(name: str) -> dict[str, Any]:
-    return {"id": name, "object": "model", "created": 1_700_000_000, "owned_by": "hivebus"}
-
-
-def _prompt_tokens(chat: ChatCompletionRequest) -> int:
-    chars = 0
-    for message in chat.messages:
-        chars += len(message_text(message))
-        if isinstance(message, AssistantMessage):
-            for call in message.tool_calls or ():
-                if isinstance(call, ToolCall):
-                    chars += len(call.function.arguments)
-    return max(1, (chars + 3) // 4)
-
-
-def _cut_at_stop(content: str, stops: Sequence[str]) -> str:
-    cuts = [i for i in (content.find(s) for s in stops if s) if i >= 0]
-    return content[: min(cuts)] if cuts else content
-
-
-def _break_arguments(reply: Reply, chat: ChatCompletionRequest) -> tuple[FaultKind | None, Reply]:
-    """The reply with tool-call arguments cut mid-JSON; with no call to break, a call of
-    the first offered tool; with no tools at all, the reply as it was (no fault)."""
-    calls = reply.tool_calls
-    if not calls:
-        tools = offered_tools(chat)
-        if not tools:
-            return None, reply
-        calls = [FunctionCall(name=tools[0].name, arguments="{}")]
-    broken = [
-        FunctionCall(name=c.name, arguments=c.arguments[: max(1, len(c.arguments) // 2)])
-        for c in calls
-    ]
-    return "badargs", Reply(content=reply.content, tool_calls=broken, rule=reply.rule)
-
-
-def _tool_call(call: ToolCall) -> dict[str, Any]:
-    function = {"name": call.function.name, "arguments": call.function.arguments}
-    return {"id": call.id, "type": "function", "function": function}
-
-
-def _usage(answer: _Answer) -> dict[str, int]:
-    return {
-        "prompt_tokens": answer.prompt_tokens,
-        "completion_tokens": answer.completion_tokens,
-        "total_tokens": answer.prompt_tokens + answer.completion_tokens,
-    }
-
-
-def _completion(answer: _Answer, n: int) -> dict[str, Any]:
-    # dicts, not the wire Structs: those leave out nulls the spec requires (refusal, logprobs)
-    message: dict[str, Any] = {"role": "assistant", "content": answer.content, "refusal": None}
-    if answer.tool_calls:
-        message["tool_calls"] = [_tool_call(call) for call in answer.tool_calls]
-    choice = {"message": message, "finish_reason": answer.finish_reason, "logprobs": None}
-    return {
-        "id": answer.id,
-        "object": "chat.completion",
-        "created": answer.created,
-        "model": answer.model,
-        "choices": [{"index": i, **choice} for i in range(n)],
-        "usage": _usage(answer),
-    }
-
-
-def _events(answer: _Answer, n: int, include_usage: bool) -> list[bytes]:
-    """The SSE ``data:`` lines of a streamed answer, without ``[DONE]``."""
-    head: dict[str, Any] = {
-        "id": answer.id,
-        "object": "chat.completion.chunk",
-        "created": answer.created,
-        "model": answer.model,
-    }
-    if include_usage:
-        head["usage"] = None
-
-    def event(index: int, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
-        choice = {"index": index, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
-        return b"data: " + orjson.dumps({**head, "choices": [choice]}) + b"\n\n"
-
-    events = []
-    for index in range(n):
-        events.append(event(index, {"role": "assistant", "content": "", "refusal": None}))
-        events.extend(
-            event(index, {"content": word}) for word in _WORDS.findall(answer.content or "")
-        )
-        for position, call in enumerate(answer.tool_calls):
-            arguments = call.function.arguments
-            function = {"name": call.function.name, "arguments": ""}
-            opening = {"index": position, "id": call.id, "type": "function", "function": function}
-            events.append(event(index, {"tool_calls": [opening]}))
-            for start in range(0, len(arguments), _ARGUMENT_FRAGMENT):
-                fragment = {"arguments": arguments[start : start + _ARGUMENT_FRAGMENT]}
-                events.append(
-                    event(index, {"tool_calls": [{"index": position, "function": fragment}]})
-                )
-        events.append(event(index, {}, answer.finish_reason))
-    if include_usage:
-        events.append(
-            b"data: " + orjson.dumps({**head, "choices": [], "usage": _usage(answer)}) + b"\n\n"
-        )
-    return events
-
-
-def _duration_text(seconds: float) -> str:
-    """OpenAI's reset format: ``6ms``, ``1.5s``, ``1m30s``."""
-    if seconds < 1:
-        return f"{round(seconds * 1000)}ms"
-    minutes, rest = divmod(round(seconds, 3), 60)
-    return f"{int(minutes)}m{rest:g}s" if minutes else f"{rest:g}s"
 
 
 # -- standalone --------------------------------------------------------------------------
