@@ -20,10 +20,12 @@ import msgspec
 from bus import Actor, Context, handler
 
 from ..config import DEFAULT_BASE_URL, LLMConfig
+from .cassette import Cassette
 from .endpoint import Endpoint
 from .errors import (
     AllEndpointsFailed,
     BadRequest,
+    CassetteMiss,
     DeadlineExceeded,
     LLMError,
     RateLimited,
@@ -123,6 +125,7 @@ class LLMGateway(Actor):
         retry: Backoff | None = None,
         deadline: float = 300.0,
         seed: int | None = None,
+        cassette: Cassette | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -135,6 +138,7 @@ class LLMGateway(Actor):
         self.concurrency = concurrency or sum(e.admission.max_concurrency for e in endpoints)
         self.retry = retry or Backoff()
         self.deadline = deadline
+        self.cassette = cassette  # record every answer, or replay them with no network
         self._rng = random.Random(seed)
         self._clock = clock
         self._sleep = sleep
@@ -183,6 +187,9 @@ class LLMGateway(Actor):
             base=llm.retry.backoff_base,
             cap=llm.retry.backoff_max,
         )
+        if llm.mode != "live" and "cassette" not in options:
+            assert llm.cassette is not None  # the configuration checks it
+            options["cassette"] = Cassette(llm.cassette, llm.mode)
         return cls(endpoints, retry=retry, deadline=llm.deadline, **options)
 
     async def on_start(self) -> None:
@@ -223,6 +230,8 @@ class LLMGateway(Actor):
     async def _through_chain(
         self, request: ChatRequest, ctx: Context, started: float, deadline: float
     ) -> ChatResult:
+        if self.cassette is not None and self.cassette.mode == "replay":
+            return await self._replay(request, ctx, started)
         causes: dict[str, str] = {}
         last: LLMError | None = None
         tried = 0
@@ -330,6 +339,8 @@ class LLMGateway(Actor):
             finally:
                 endpoint.admission.release(reserve, used)
             endpoint.succeeded()
+            if self.cassette is not None:
+                self.cassette.record(wire, completion)
             choice = completion.choices[0]
             return ChatResult(
                 message=choice.message,
@@ -341,6 +352,38 @@ class LLMGateway(Actor):
                 latency=self._clock() - started,
                 cost=endpoint.cost(usage),
             )
+
+    async def _replay(self, request: ChatRequest, ctx: Context, started: float) -> ChatResult:
+        """Answer from the cassette: no admission, no network. The endpoints are tried in
+        chain order, so a recording in which a fallback answered replays the same way; a
+        request no endpoint recorded raises the primary's :class:`CassetteMiss`."""
+        assert self.cassette is not None
+        first_miss: CassetteMiss | None = None
+        for position, endpoint in enumerate(self.endpoints):
+            model = request.model if position == 0 and request.model else endpoint.model
+            try:
+                completion = self.cassette.lookup(self._wire_request(endpoint, model, request))
+            except CassetteMiss as miss:
+                first_miss = first_miss or miss
+                continue
+            choice = completion.choices[0]
+            if request.stream:  # one delta with the whole answer, as a stream ends up
+                await self._delta_sink(request, ctx)(
+                    choice.message.content, None, choice.finish_reason
+                )
+            usage = completion.usage or Usage()
+            return ChatResult(
+                message=choice.message,
+                finish_reason=choice.finish_reason,
+                usage=usage,
+                model=completion.model or model,
+                endpoint=endpoint.name,
+                attempts=1,
+                latency=self._clock() - started,
+                cost=endpoint.cost(usage),
+            )
+        assert first_miss is not None
+        raise first_miss
 
     def _wire_request(
         self, endpoint: Endpoint, model: str, request: ChatRequest

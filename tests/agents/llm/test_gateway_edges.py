@@ -292,3 +292,44 @@ async def test_a_remote_error_that_is_not_an_llm_error_stays_a_remote_error() ->
         bus.subscribe(LLM_CHAT, broken)
         with pytest.raises(RemoteError, match="KeyError"):
             await chat(bus, ask())
+
+
+async def test_a_recorded_run_replays_identically_with_the_server_gone(tmp_path: Path) -> None:
+    from agents.llm.cassette import Cassette
+
+    path = tmp_path / "calls.jsonl"
+    questions = ["What is a hive?", "Who leads it?", "What is a hive?"]
+    async with MockLLM(seed=5) as url:
+        recording = LLMGateway(
+            [Endpoint(name="m", base_url=url, model="mock-1")], cassette=Cassette(path, "record")
+        )
+        async with Bus() as bus:
+            await bus.add(recording)
+            recorded = [await chat(bus, ask(q)) for q in questions]
+    dead = Endpoint(name="m", base_url=url, model="mock-1")  # that server is stopped now
+    replaying = LLMGateway([dead], cassette=Cassette(path, "replay"))
+    async with Bus() as bus:
+        await bus.add(replaying)
+        replayed = [await chat(bus, ask(q, stream=True)) for q in questions]
+        from agents.llm.errors import CassetteMiss
+
+        with pytest.raises(CassetteMiss, match=r"differs at messages\[0\]\.content"):
+            await chat(bus, ask("What is a bee?"))
+    assert [r.message for r in replayed] == [r.message for r in recorded]
+    assert [r.usage for r in replayed] == [r.usage for r in recorded]
+
+
+async def test_record_and_replay_modes_come_from_configuration(tmp_path: Path) -> None:
+    async with MockLLM() as url:
+        env = {"HIVEBUS_BASE_URL": url, "HIVEBUS_MODE": "record"}
+        env["HIVEBUS_CASSETTE"] = str(tmp_path / "c.jsonl")
+        gateway = LLMGateway.from_config(load_config(None, env=env).llm)
+        assert gateway.cassette is not None and gateway.cassette.mode == "record"
+        async with Bus() as bus:
+            await bus.add(gateway)
+            first = await chat(bus, ask("configured"))
+    env["HIVEBUS_MODE"] = "replay"
+    async with Bus() as bus:
+        await bus.add(LLMGateway.from_config(load_config(None, env=env).llm))
+        again = await chat(bus, ask("configured"))
+    assert again.message == first.message
