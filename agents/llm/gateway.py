@@ -206,7 +206,8 @@ class LLMGateway(Actor):
         self._calls += 1
         self._in_flight += 1
         # The deadline runs from when the call was sent: time queued on the bus counts.
-        started = self._clock() - max(0.0, time.time() - ctx.timestamp)
+        queued = time.time() - ctx.timestamp if ctx.timestamp > 0 else 0.0
+        started = self._clock() - max(0.0, queued)
         deadline = started + (request.timeout or self.deadline)
         try:
             result = await self._through_chain(request, ctx, started, deadline)

@@ -333,3 +333,40 @@ async def test_record_and_replay_modes_come_from_configuration(tmp_path: Path) -
         await bus.add(LLMGateway.from_config(load_config(None, env=env).llm))
         again = await chat(bus, ask("configured"))
     assert again.message == first.message
+
+
+async def test_an_abandoned_stream_gives_its_connection_back() -> None:
+    server = MockLLM(latency="0;per_token=50ms")  # a slow stream: a token every 50 ms
+    async with server:
+        endpoint = Endpoint(name="m", base_url=server.url, model="x", max_concurrency=1)
+        async with Bus() as bus:
+            await bus.add(LLMGateway([endpoint]))
+            with anyio.move_on_after(0.2) as scope:
+                await chat(bus, ask("a long story please " * 5, stream=True))
+            assert scope.cancelled_caught  # it was still streaming when the caller left
+            with anyio.fail_after(5):  # the only pooled connection is free again
+                result = await chat(bus, ask("short"))
+    assert result.text
+    assert endpoint.admission.stats().in_flight == 0
+
+
+async def test_the_rate_limit_holds_across_calls_on_the_gateway() -> None:
+    slept: list[float] = []
+    now = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+        await anyio.lowlevel.checkpoint()
+
+    async with MockLLM() as url:
+        endpoint = Endpoint(
+            name="m", base_url=url, model="x", rpm=60, clock=lambda: now[0], sleep=sleep
+        )
+        gateway = LLMGateway([endpoint])
+        async with Bus() as bus:
+            await bus.add(gateway)
+            for i in range(62):
+                await chat(bus, ask(f"q{i}"))
+    assert slept == pytest.approx([1.0, 1.0])  # 60 at once, then one a second
+    assert gateway.stats().endpoints[0].limits.wait_seconds_rate == pytest.approx(2.0)
