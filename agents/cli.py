@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 from collections import Counter
@@ -18,9 +19,8 @@ import orjson
 from bus import HivebusError, InvalidSubject, validate_subject
 from bus.trace import build_tree, format_tree, read_trace, select
 
-from .llm.mock import Faults, Latency, serve
 from .llm.mock import add_arguments as add_mock_arguments
-from .llm.policy import Policy
+from .llm.mock import serve_args
 
 
 def _plural(count: int, word: str) -> str:
@@ -113,23 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _mock_llm(args: argparse.Namespace) -> int:
-    try:
-        latency, faults = Latency.parse(args.latency), Faults.parse(args.faults)
-        policy = Policy.load(args.policy) if args.policy else None
-        asyncio.run(
-            serve(
-                args.host,
-                args.port,
-                policy,
-                latency=latency,
-                faults=faults,
-                seed=args.seed,
-                api_key=args.api_key,
-                ratelimit=args.ratelimit or None,
-            )
-        )
-    except KeyboardInterrupt:
-        return 0
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a server is stopped
+        asyncio.run(serve_args(args))
     return 0
 
 

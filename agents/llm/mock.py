@@ -472,20 +472,13 @@ async def serve(
         await asyncio.Event().wait()  # until cancelled: serving is the whole job
 
 
-async def run_standalone(
-    argv: Sequence[str] | None = None, *, on_ready: Callable[[str], object] | None = None
-) -> int:
-    """``hivebus mock-llm`` as a coroutine: parse ``argv`` (see :func:`add_arguments`) and
-    serve until cancelled; 2 for a bad spec. The CLI's entry point runs it in its loop."""
-    parser = argparse.ArgumentParser(prog="hivebus mock-llm", description="Serve the mock LLM.")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        latency, faults = Latency.parse(args.latency), Faults.parse(args.faults)
-        policy = Policy.load(args.policy) if args.policy else None
-    except HivebusError as error:
-        print(f"hivebus mock-llm: error: {error}", file=sys.stderr)
-        return 2
+async def serve_args(
+    args: argparse.Namespace, *, on_ready: Callable[[str], object] | None = None
+) -> None:
+    """Serve with options parsed by :func:`add_arguments`; a bad spec raises
+    :class:`MockConfigError` (or the policy's error) before anything listens."""
+    latency, faults = Latency.parse(args.latency), Faults.parse(args.faults)
+    policy = Policy.load(args.policy) if args.policy else None
     await serve(
         args.host,
         args.port,
@@ -497,6 +490,20 @@ async def run_standalone(
         ratelimit=args.ratelimit or None,
         on_ready=on_ready,
     )
+
+
+async def run_standalone(
+    argv: Sequence[str] | None = None, *, on_ready: Callable[[str], object] | None = None
+) -> int:
+    """``hivebus mock-llm`` as a coroutine: parse ``argv`` (see :func:`add_arguments`) and
+    serve until cancelled; 2 for a bad spec."""
+    parser = argparse.ArgumentParser(prog="hivebus mock-llm", description="Serve the mock LLM.")
+    add_arguments(parser)
+    try:
+        await serve_args(parser.parse_args(argv), on_ready=on_ready)
+    except HivebusError as error:
+        print(f"hivebus mock-llm: error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -512,4 +519,5 @@ __all__ = [
     "parse_duration",
     "run_standalone",
     "serve",
+    "serve_args",
 ]
