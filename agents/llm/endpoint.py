@@ -130,7 +130,9 @@ class Endpoint:
         return max(0.0, self.cooling_until - self._clock())
 
     def succeeded(self) -> None:
+        """An answer: the failure count and any cooldown end (the endpoint works)."""
         self.consecutive_failures = 0
+        self.cooling_until = 0.0
 
     def failed(self) -> None:
         self.consecutive_failures += 1

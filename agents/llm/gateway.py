@@ -236,8 +236,11 @@ class LLMGateway(Actor):
         causes: dict[str, str] = {}
         last: LLMError | None = None
         tried = 0
+        # Endpoints cooling down are skipped while another can answer; when all of them
+        # cool down, they are tried anyway (a probe), rather than failing every call.
+        all_cooling = all(e.cooling_for > 0 for e in self.endpoints)
         for position, endpoint in enumerate(self.endpoints):
-            if endpoint.cooling_for > 0:
+            if endpoint.cooling_for > 0 and not all_cooling:
                 causes[endpoint.name] = f"cooling down for {endpoint.cooling_for:.1f}s more"
                 continue
             model = request.model if position == 0 and request.model else endpoint.model
@@ -270,7 +273,6 @@ class LLMGateway(Actor):
         wire = self._wire_request(endpoint, model, request)
         reserve = estimate_tokens(_prompt_chars(request)) + (wire.max_tokens or DEFAULT_MAX_TOKENS)
         attempts = request.max_attempts or self.retry.max_attempts
-        on_delta = self._delta_sink(request, ctx) if request.stream else None
         failures = 0
         while True:
             remaining = deadline - self._clock()
@@ -297,7 +299,9 @@ class LLMGateway(Actor):
             used: int | None = None
             try:
                 completion = await endpoint.attempt(
-                    wire, min(endpoint.request_timeout, remaining), on_delta
+                    wire,
+                    min(endpoint.request_timeout, remaining),
+                    self._delta_sink(request, ctx, failures + 1) if request.stream else None,
                 )
                 usage = completion.usage or Usage()
                 used = usage.total_tokens or None
@@ -307,6 +311,14 @@ class LLMGateway(Actor):
                 cause = type(exc).__name__
                 if not exc.retryable:
                     raise
+                if endpoint.cooling_for > 0 and len(self.endpoints) > 1:
+                    raise RetriesExhausted(
+                        f"endpoint cooling down after repeated failures; last: {exc}",
+                        last=exc,
+                        endpoint=endpoint.name,
+                        model=model,
+                        status=exc.status,
+                    ) from exc  # on to the next endpoint of the chain
                 wait = self.retry.backoff(failures, self._rng)
                 if isinstance(exc, RateLimited) and exc.retry_after is not None:
                     if exc.retry_after > deadline - self._clock():
@@ -404,14 +416,19 @@ class LLMGateway(Actor):
         )
 
     def _delta_sink(
-        self, request: ChatRequest, ctx: Context
+        self, request: ChatRequest, ctx: Context, attempt: int = 1
     ) -> Callable[[str | None, list[ToolCallChunk] | None, Any], Awaitable[None]]:
         topic = stream_topic(request.stream_id or ctx.id)
 
         async def publish(content: str | None, tool_calls: Any, finish_reason: Any) -> None:
             await ctx.publish(
                 topic,
-                ChatDelta(content=content, tool_calls=tool_calls, finish_reason=finish_reason),
+                ChatDelta(
+                    content=content,
+                    tool_calls=tool_calls,
+                    finish_reason=finish_reason,
+                    attempt=attempt,
+                ),
             )
 
         return publish

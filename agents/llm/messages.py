@@ -69,11 +69,17 @@ class ChatResult(Message, frozen=True, kw_only=True):
 
 
 class ChatDelta(Message, frozen=True, kw_only=True):
-    """One streamed fragment, published on ``llm.stream.<request id>``."""
+    """One streamed fragment, published on ``llm.stream.<stream id>``.
+
+    ``attempt`` counts from 1: when an attempt fails mid-stream and the gateway retries,
+    the next attempt's deltas carry a higher number, so a consumer drops what it showed
+    of the failed one and starts over.
+    """
 
     content: str | None = None
     tool_calls: list[ToolCallChunk] | None = None
     finish_reason: FinishReason | None = None
+    attempt: int = 1
 
 
 LLM_CHAT: Topic[ChatRequest, ChatResult] = Topic("llm.chat", ChatRequest, reply=ChatResult)

@@ -75,3 +75,12 @@ def test_errors_name_endpoint_model_and_say_if_they_are_retryable() -> None:
     assert str(error) == "e/m: 503 provider error: busy"
     assert (error.endpoint, error.model, error.status, error.retryable) == ("e", "m", 503, True)
     assert not LLMError("x").retryable
+
+
+def test_an_answer_ends_the_cooldown() -> None:
+    clock = Clock()
+    endpoint = make(clock, cooldown=30, cooldown_after=1)
+    endpoint.failed()
+    assert endpoint.cooling_for == 30
+    endpoint.succeeded()  # a probe got through: the endpoint works again
+    assert endpoint.cooling_for == 0

@@ -279,3 +279,22 @@ async def test_with_every_fault_mixed_in_each_call_ends_in_a_result_or_a_typed_e
     assert all(isinstance(o, LLMError) for o in outcomes if not hasattr(o, "usage"))
     # every attempt reached the mock exactly once: one per call plus one per retry
     assert server.stats().requests == 80 + sum(stats.retries.values())
+
+
+async def test_a_stream_retried_midway_numbers_its_attempts_so_consumers_can_reset() -> None:
+    server = MockLLM(seed=2, faults="truncated:0.6")
+    async with server, Bus() as bus:
+        await bus.add(
+            LLMGateway([endpoint(server.url)], retry=Backoff(max_attempts=10, base=0.001))
+        )
+        for i in range(12):
+            deltas: list[ChatDelta] = []
+            async with bus.stream(stream_topic(f"s{i}")) as stream:
+                result = await chat(bus, ask(f"story {i}", stream=True, stream_id=f"s{i}"))
+                while stream.pending():
+                    deltas.append(await stream.__anext__())
+            last = max(d.attempt for d in deltas)
+            assert last == result.attempts
+            kept = "".join(d.content or "" for d in deltas if d.attempt == last)
+            assert kept == result.text  # earlier attempts' fragments are not part of it
+    assert server.stats().faults["truncated"] > 0  # some streams were cut and retried

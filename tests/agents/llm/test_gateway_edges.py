@@ -370,3 +370,27 @@ async def test_the_rate_limit_holds_across_calls_on_the_gateway() -> None:
                 await chat(bus, ask(f"q{i}"))
     assert slept == pytest.approx([1.0, 1.0])  # 60 at once, then one a second
     assert gateway.stats().endpoints[0].limits.wait_seconds_rate == pytest.approx(2.0)
+
+
+async def test_a_lone_endpoint_cooling_down_is_still_probed_not_failed_outright() -> None:
+    async with MockLLM(faults="500:0.5", seed=4) as url:
+        endpoint = Endpoint(name="m", base_url=url, model="x", cooldown=60, cooldown_after=2)
+        async with Bus() as bus:
+            await bus.add(LLMGateway([endpoint], retry=Backoff(max_attempts=8, base=0.001)))
+            results = [await chat(bus, ask(f"q{i}")) for i in range(10)]
+    assert len(results) == 10  # no call failed just because the endpoint had cooled down
+    assert endpoint.cooling_for == 0
+
+
+async def test_an_endpoint_that_starts_cooling_mid_call_hands_over_to_the_fallback() -> None:
+    async with MockLLM(faults="500:1.0") as bad, MockLLM() as good:
+        primary = Endpoint(name="primary", base_url=bad, model="x", cooldown_after=2)
+        gateway = LLMGateway(
+            [primary, Endpoint(name="fallback", base_url=good, model="x")],
+            retry=Backoff(max_attempts=8, base=0.001),
+        )
+        async with Bus() as bus:
+            await bus.add(gateway)
+            result = await chat(bus, ask())
+    assert result.endpoint == "fallback"
+    assert gateway.stats().retries == {"ProviderError": 1}  # 2 attempts, then it cooled down
