@@ -368,10 +368,12 @@ class Core:
         assert reply_to is not None
         payload: Any = result
         if error is not None:
+            describe = getattr(error, "remote_details", None)
             payload = ErrorReply(
                 remote_type=type(error).__qualname__,
                 message=str(error),
                 traceback="".join(traceback.format_exception(error)),
+                details=describe() if callable(describe) else None,
             )
         route = self._routes.get(reply_to) or self._router.route(reply_to)
         if route.taps:
@@ -394,7 +396,13 @@ class Core:
             pending.future.set_result(result)
         else:
             pending.future.set_exception(
-                RemoteError(env.subject, payload.remote_type, payload.message, payload.traceback)
+                RemoteError(
+                    env.subject,
+                    payload.remote_type,
+                    payload.message,
+                    payload.traceback,
+                    payload.details,
+                )
             )
 
     # -- failures ----------------------------------------------------------------------------

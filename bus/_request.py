@@ -14,6 +14,7 @@ class ErrorReply(Message, frozen=True, kw_only=True):
     remote_type: str
     message: str
     traceback: str = ""
+    details: dict[str, Any] | None = None  # from the exception's remote_details(), if any
 
 
 class PendingRequest:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class HivebusError(Exception):
     """Base of every error hivebus raises on purpose."""
@@ -40,8 +42,10 @@ class RequestTimeout(HivebusError, TimeoutError):
 class RemoteError(HivebusError):
     """The handler that served a request raised; this carries what it raised.
 
-    ``remote_type`` is the exception's class name, ``remote_message`` its text and
-    ``remote_traceback`` the formatted traceback from the handler's side.
+    ``remote_type`` is the exception's class name, ``remote_message`` its text,
+    ``remote_traceback`` the formatted traceback from the handler's side, and
+    ``remote_details`` the plain data its ``remote_details()`` method gave, if it has one
+    (so a caller can rebuild a typed error with its fields, e.g. ``retry_after``).
     """
 
     def __init__(
@@ -50,12 +54,14 @@ class RemoteError(HivebusError):
         remote_type: str,
         remote_message: str,
         remote_traceback: str = "",
+        remote_details: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(f"handler for {subject!r} raised {remote_type}: {remote_message}")
         self.subject = subject
         self.remote_type = remote_type
         self.remote_message = remote_message
         self.remote_traceback = remote_traceback
+        self.remote_details = remote_details or {}
 
 
 class BufferFull(HivebusError):

@@ -34,6 +34,8 @@ async def chat(via: Bus | Context, request: ChatRequest, *, deadline: float = 30
         error_type = _BY_NAME.get(exc.remote_type)
         if error_type is None:
             raise
-        rebuilt = error_type.__new__(error_type)
-        errors.LLMError.__init__(rebuilt, exc.remote_message)
-        raise rebuilt from exc
+        details = dict(exc.remote_details)
+        last = details.get("last")
+        if isinstance(last, dict) and last.get("type") in _BY_NAME:  # RetriesExhausted.last
+            details["last"] = _BY_NAME[last["type"]].rebuild(last.get("message", ""), last)
+        raise error_type.rebuild(exc.remote_message, details) from exc

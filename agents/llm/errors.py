@@ -6,6 +6,8 @@ Across the bus a handler's exception arrives as :class:`bus.RemoteError`;
 
 from __future__ import annotations
 
+from typing import Any
+
 from bus import HivebusError
 
 
@@ -22,6 +24,23 @@ class LLMError(HivebusError):
         self.endpoint = endpoint
         self.model = model
         self.status = status
+
+    def remote_details(self) -> dict[str, Any]:
+        """The fields to carry across the bus (see :class:`bus.RemoteError`)."""
+        return {"endpoint": self.endpoint, "model": self.model, "status": self.status}
+
+    @classmethod
+    def rebuild(cls, message: str, details: dict[str, Any]) -> LLMError:
+        """The error again on the caller's side, from its message and details."""
+        error = cls.__new__(cls)
+        Exception.__init__(error, message)
+        error.endpoint = details.get("endpoint", "")
+        error.model = details.get("model", "")
+        error.status = details.get("status")
+        for name, value in details.items():
+            if name not in ("endpoint", "model", "status"):
+                setattr(error, name, value)
+        return error
 
 
 class BadRequest(LLMError):
@@ -44,6 +63,9 @@ class RateLimited(LLMError):
     def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
         super().__init__(message, **kw)  # type: ignore[arg-type]
         self.retry_after = retry_after
+
+    def remote_details(self) -> dict[str, Any]:
+        return {**super().remote_details(), "retry_after": self.retry_after}
 
 
 class ProviderError(LLMError):
@@ -87,6 +109,11 @@ class RetriesExhausted(LLMError):
         super().__init__(message, **kw)  # type: ignore[arg-type]
         self.last = last
 
+    def remote_details(self) -> dict[str, Any]:
+        last = self.last
+        details = {"type": type(last).__name__, "message": str(last), **last.remote_details()}
+        return {**super().remote_details(), "last": details}
+
 
 class AllEndpointsFailed(LLMError):
     """The whole fallback chain failed (or was cooling down); ``causes`` per endpoint."""
@@ -94,6 +121,9 @@ class AllEndpointsFailed(LLMError):
     def __init__(self, message: str, *, causes: dict[str, str], **kw: object) -> None:
         super().__init__(message, **kw)  # type: ignore[arg-type]
         self.causes = causes
+
+    def remote_details(self) -> dict[str, Any]:
+        return {**super().remote_details(), "causes": self.causes}
 
 
 class CassetteMiss(LLMError):

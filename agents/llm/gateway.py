@@ -248,7 +248,10 @@ class LLMGateway(Actor):
                 self._fallbacks += 1
             tried += 1
             try:
-                return await self._on_endpoint(endpoint, model, request, ctx, started, deadline)
+                is_last = position == len(self.endpoints) - 1
+                return await self._on_endpoint(
+                    endpoint, model, request, ctx, started, deadline, is_last
+                )
             except (BadRequest, DeadlineExceeded):
                 raise  # the request itself, or the caller's time: another endpoint won't help
             except LLMError as exc:
@@ -269,6 +272,7 @@ class LLMGateway(Actor):
         ctx: Context,
         started: float,
         deadline: float,
+        is_last: bool = True,
     ) -> ChatResult:
         wire = self._wire_request(endpoint, model, request)
         reserve = estimate_tokens(_prompt_chars(request)) + (wire.max_tokens or DEFAULT_MAX_TOKENS)
@@ -296,18 +300,21 @@ class LLMGateway(Actor):
                     endpoint=endpoint.name,
                     model=model,
                 )
-            used: int | None = None
+            used = 0  # a failed attempt gives its whole reservation back
+            retry_in: float | None = None  # set when another attempt follows
             try:
                 completion = await endpoint.attempt(
                     wire,
-                    min(endpoint.request_timeout, remaining),
+                    # the time left now: waiting for admission may have used some
+                    min(endpoint.request_timeout, deadline - self._clock()),
                     self._delta_sink(request, ctx, failures + 1) if request.stream else None,
                 )
                 usage = completion.usage or Usage()
-                used = usage.total_tokens or None
+                used = usage.total_tokens or reserve  # no usage reported: keep it all
             except LLMError as exc:
                 failures += 1
-                endpoint.failed()
+                if not isinstance(exc, BadRequest):  # a malformed request is not the
+                    endpoint.failed()  # endpoint's failure: it must not cool it down
                 cause = type(exc).__name__
                 if not exc.retryable:
                     raise
@@ -321,7 +328,10 @@ class LLMGateway(Actor):
                     ) from exc  # on to the next endpoint of the chain
                 wait = self.retry.backoff(failures, self._rng)
                 if isinstance(exc, RateLimited) and exc.retry_after is not None:
+                    endpoint.admission.pause(exc.retry_after)  # the whole endpoint waits
                     if exc.retry_after > deadline - self._clock():
+                        if not is_last:
+                            raise  # a fallback may answer in time
                         raise DeadlineExceeded(
                             f"Retry-After {exc.retry_after:g}s is past the call's deadline "
                             f"({deadline - self._clock():.1f}s left)",
@@ -329,7 +339,6 @@ class LLMGateway(Actor):
                             model=model,
                             status=429,
                         ) from exc
-                    endpoint.admission.pause(exc.retry_after)  # the whole endpoint waits
                     wait = 0.0
                 if failures >= attempts:
                     raise RetriesExhausted(
@@ -346,11 +355,13 @@ class LLMGateway(Actor):
                         model=model,
                     ) from exc
                 self._retries[cause] = self._retries.get(cause, 0) + 1
-                if wait:
-                    await self._sleep(wait)
-                continue
+                retry_in = wait
             finally:
                 endpoint.admission.release(reserve, used)
+            if retry_in is not None:
+                if retry_in:
+                    await self._sleep(retry_in)  # after the release: a backoff holds no slot
+                continue
             endpoint.succeeded()
             if self.cassette is not None:
                 self.cassette.record(wire, completion)

@@ -158,14 +158,15 @@ class Admission:
             await self._sleep(wait)
 
     def release(self, reserved: int, used: int | None) -> None:
-        """End a call: give back the unused part of the token reservation (or charge more)."""
+        """End a call: give back the unused part of the token reservation (or charge more
+        when it used more). ``used=None`` keeps the reservation as it was charged."""
         self.in_flight -= 1
         self._cap.release()
-        if self._tokens is not None and used is not None:
-            self._tokens.refill(self._clock())
-            self._tokens.level = min(
-                self._tokens.capacity, self._tokens.level + float(reserved - used)
-            )
+        bucket = self._tokens
+        if bucket is not None and used is not None:
+            taken = min(float(reserved), bucket.capacity)  # what acquire() actually took
+            bucket.refill(self._clock())
+            bucket.level = min(bucket.capacity, bucket.level + taken - float(used))
 
     def stats(self) -> LimitStats:
         return LimitStats(

@@ -394,3 +394,57 @@ async def test_an_endpoint_that_starts_cooling_mid_call_hands_over_to_the_fallba
             result = await chat(bus, ask())
     assert result.endpoint == "fallback"
     assert gateway.stats().retries == {"ProviderError": 1}  # 2 attempts, then it cooled down
+
+
+async def test_typed_errors_keep_their_fields_across_the_bus() -> None:
+    from agents.llm.errors import RateLimited
+
+    async with MockLLM(faults="429:1.0,retry_after=0.01") as url, Bus() as bus:
+        await bus.add(LLMGateway([Endpoint(name="p", base_url=url, model="m")], retry=FAST))
+        with pytest.raises(RetriesExhausted) as info:
+            await chat(bus, ask(max_attempts=2))
+    error = info.value
+    assert (error.endpoint, error.model, error.status) == ("p", "m", 429)
+    assert isinstance(error.last, RateLimited)
+    assert error.last.retry_after == pytest.approx(0.01)
+
+
+async def test_a_retry_after_past_the_deadline_moves_on_to_the_fallback() -> None:
+    async with MockLLM(faults="429:1.0,retry_after=60") as limited, MockLLM() as healthy:
+        primary = Endpoint(name="primary", base_url=limited, model="m")
+        gateway = LLMGateway([primary, Endpoint(name="fallback", base_url=healthy, model="m")])
+        async with Bus() as bus:
+            await bus.add(gateway)
+            result = await chat(bus, ask(timeout=10))
+    assert result.endpoint == "fallback"
+    assert primary.admission.paused_for > 50  # other calls will not knock on it meanwhile
+
+
+async def test_a_backoff_holds_no_concurrency_slot() -> None:
+    async with MockLLM(faults="500:0.5", seed=6) as url:
+        endpoint = Endpoint(name="m", base_url=url, model="x", max_concurrency=1)
+        gateway = LLMGateway([endpoint], retry=Backoff(max_attempts=6, base=0.05, cap=0.05))
+        seen_in_backoff: list[int] = []
+
+        async def watch(seconds: float) -> None:
+            seen_in_backoff.append(endpoint.admission.stats().in_flight)
+            await anyio.sleep(seconds)
+
+        gateway._sleep = watch
+        async with Bus() as bus:
+            await bus.add(gateway)
+            for i in range(8):
+                await chat(bus, ask(f"q{i}"))
+    assert seen_in_backoff and set(seen_in_backoff) == {0}
+
+
+async def test_requests_the_provider_refuses_do_not_cool_the_endpoint_down(
+    status_server: str,
+) -> None:
+    endpoint = Endpoint(name="s", base_url=status_server, model="x", cooldown_after=2)
+    async with Bus() as bus:
+        await bus.add(LLMGateway([endpoint], retry=FAST))
+        for _ in range(4):
+            with pytest.raises(LLMError, match="400 bad request"):
+                await chat(bus, ask("400"))
+    assert endpoint.cooling_for == 0 and endpoint.consecutive_failures == 0

@@ -107,3 +107,20 @@ def test_bad_limits_and_the_token_estimate() -> None:
     with pytest.raises(ValueError, match="max_concurrency must be >= 1, got 0"):
         Admission(max_concurrency=0)
     assert estimate_tokens(0) == 1 and estimate_tokens(400) == 101
+
+
+async def test_a_reservation_above_the_budget_is_reconciled_against_what_was_taken() -> None:
+    clock = FakeClock()
+    admission = Admission(max_concurrency=4, tpm=1000, clock=clock, sleep=clock.sleep)
+    await admission.acquire(5000)  # clamped: takes the whole 1000
+    admission.release(5000, 900)  # used 900 of what it took: 100 come back
+    assert admission._tokens is not None and admission._tokens.level == pytest.approx(100)
+
+
+async def test_a_failed_attempt_gives_its_reservation_back() -> None:
+    clock = FakeClock()
+    admission = Admission(max_concurrency=4, tpm=3000, clock=clock, sleep=clock.sleep)
+    for _ in range(3):
+        await admission.acquire(1000)
+        admission.release(1000, 0)  # the provider refused it: no tokens used
+    assert admission.ready(3000)
