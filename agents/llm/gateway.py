@@ -60,13 +60,16 @@ class EndpointStats(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class GatewayStats(msgspec.Struct, frozen=True, kw_only=True):
-    """Calls, tokens and cost per model, per agent and in total; retries by cause; and
-    per endpoint what admission is doing (in flight, waiting, time spent waiting)."""
+    """Calls, tokens and cost per model, per agent and in total; retries by cause; calls
+    queued on the bus for a free slot (``queued``, most at once: ``max_queued``); and per
+    endpoint what admission is doing (in flight, waiting, time spent waiting)."""
 
     calls: int
     succeeded: int
     failed: int
     in_flight: int
+    queued: int
+    max_queued: int
     fallbacks: int
     retries: dict[str, int]
     failures: dict[str, int]
@@ -286,10 +289,8 @@ class LLMGateway(Actor):
                     endpoint=endpoint.name,
                     model=model,
                 )
-            admitted = True
-            if endpoint.admission.ready(reserve):
-                await endpoint.admission.acquire(reserve)  # no waiting: no deadline needed
-            else:
+            admitted = endpoint.admission.try_acquire(reserve)  # no waiting: no deadline
+            if not admitted:
                 with anyio.move_on_after(remaining) as waited:
                     await endpoint.admission.acquire(reserve)
                 admitted = not waited.cancelled_caught
@@ -450,6 +451,8 @@ class LLMGateway(Actor):
             succeeded=self._succeeded,
             failed=self._failed,
             in_flight=self._in_flight,
+            queued=sum(sub.pending for sub in self.subscriptions),
+            max_queued=max((sub.max_pending for sub in self.subscriptions), default=0),
             fallbacks=self._fallbacks,
             retries=dict(self._retries),
             failures=dict(self._failures),

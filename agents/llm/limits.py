@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 
 import msgspec
@@ -50,7 +51,8 @@ class _Bucket:
 
 
 class Admission:
-    """Limits of one endpoint: ``async with admission.slot(tokens) as slot: ...``.
+    """Limits of one endpoint: ``try_acquire(tokens)`` (no waiting) or ``await
+    acquire(tokens)``, then ``release(reserved, used)``.
 
     ``clock`` and ``sleep`` are injectable so that tests of pauses and budgets are fast
     and exact.
@@ -70,7 +72,8 @@ class Admission:
         self.max_concurrency = max_concurrency
         self._clock = clock
         self._sleep = sleep
-        self._cap = asyncio.Semaphore(max_concurrency)
+        self._free = max_concurrency  # concurrency slots not taken
+        self._slot_waiters: deque[asyncio.Future[None]] = deque()
         now = clock()
         self._requests = _Bucket(rpm, now) if rpm else None
         self._tokens = _Bucket(tpm, now) if tpm else None
@@ -105,15 +108,27 @@ class Admission:
                 self.pause(wait)
 
     def ready(self, tokens: int) -> bool:
-        """True if :meth:`acquire` would not wait now (then it needs no deadline around it)."""
-        if self._cap.locked() or self._paused_until > self._clock():
+        """True if :meth:`try_acquire` would succeed now."""
+        if self._free <= 0 or self._slot_waiters:
             return False
         now = self._clock()
+        if self._paused_until > now:
+            return False
         for bucket, amount in ((self._requests, 1.0), (self._tokens, float(tokens))):
             if bucket is not None:
                 bucket.refill(now)
                 if bucket.wait_for(amount) > 0:
                     return False
+        return True
+
+    def try_acquire(self, tokens: int) -> bool:
+        """Take a slot and the budgets now if that needs no waiting (the common case: no
+        coroutine, no deadline scope); False leaves everything as it was."""
+        if not self.ready(tokens):
+            return False
+        self._free -= 1
+        self._take(tokens)
+        self.in_flight += 1
         return True
 
     def _take(self, tokens: int) -> None:
@@ -127,16 +142,44 @@ class Admission:
         self.waiting += 1
         try:
             started = self._clock()
-            await self._cap.acquire()
+            await self._slot()
             self.wait_seconds_cap += self._clock() - started
             try:
                 await self._admit(tokens)
             except BaseException:
-                self._cap.release()
+                self._give_back_slot()
                 raise
         finally:
             self.waiting -= 1
         self.in_flight += 1
+
+    async def _slot(self) -> None:
+        """Take a concurrency slot, waiting in arrival order while none is free."""
+        while self._free <= 0 or self._slot_waiters:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._slot_waiters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                if waiter in self._slot_waiters:
+                    self._slot_waiters.remove(waiter)
+                elif not waiter.cancelled():
+                    self._wake_next()  # woken but leaving: the slot goes to the next one
+                raise
+            if self._free > 0:
+                break
+        self._free -= 1
+
+    def _wake_next(self) -> None:
+        while self._slot_waiters:
+            waiter = self._slot_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _give_back_slot(self) -> None:
+        self._free += 1
+        self._wake_next()
 
     async def _admit(self, tokens: int) -> None:
         while True:
@@ -161,7 +204,7 @@ class Admission:
         """End a call: give back the unused part of the token reservation (or charge more
         when it used more). ``used=None`` keeps the reservation as it was charged."""
         self.in_flight -= 1
-        self._cap.release()
+        self._give_back_slot()
         bucket = self._tokens
         if bucket is not None and used is not None:
             taken = min(float(reserved), bucket.capacity)  # what acquire() actually took

@@ -124,3 +124,15 @@ async def test_a_failed_attempt_gives_its_reservation_back() -> None:
         await admission.acquire(1000)
         admission.release(1000, 0)  # the provider refused it: no tokens used
     assert admission.ready(3000)
+
+
+async def test_try_acquire_takes_at_once_or_leaves_everything_as_it_was() -> None:
+    clock = FakeClock()
+    admission = Admission(max_concurrency=1, rpm=60, clock=clock, sleep=clock.sleep)
+    assert admission.try_acquire(1)
+    assert not admission.try_acquire(1)  # the one slot is taken
+    assert admission.stats().in_flight == 1
+    admission.release(1, 1)
+    admission.pause(5)
+    assert not admission.try_acquire(1)  # paused
+    assert admission.stats().in_flight == 0
