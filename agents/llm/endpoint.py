@@ -155,6 +155,8 @@ class Endpoint:
         session = self._session
         if session is None:
             raise RuntimeError(f"endpoint {self.name!r} is not started")
+        if timeout <= 0:  # aiohttp reads 0 as "no timeout": the deadline has passed already
+            raise LLMTimeout("no time left for an attempt", endpoint=self.name, model=request.model)
         body = request_encoder.encode(request)
         limits = self._timeout
         if timeout < self.request_timeout:  # the call's deadline is nearer

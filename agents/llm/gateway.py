@@ -239,6 +239,7 @@ class LLMGateway(Actor):
         causes: dict[str, str] = {}
         last: LLMError | None = None
         tried = 0
+        attempts = [0]  # across the whole chain: streamed deltas and the result count them
         # Endpoints cooling down are skipped while another can answer; when all of them
         # cool down, they are tried anyway (a probe), rather than failing every call.
         all_cooling = all(e.cooling_for > 0 for e in self.endpoints)
@@ -253,7 +254,7 @@ class LLMGateway(Actor):
             try:
                 is_last = position == len(self.endpoints) - 1
                 return await self._on_endpoint(
-                    endpoint, model, request, ctx, started, deadline, is_last
+                    endpoint, model, request, ctx, started, deadline, is_last, attempts
                 )
             except (BadRequest, DeadlineExceeded):
                 raise  # the request itself, or the caller's time: another endpoint won't help
@@ -276,6 +277,7 @@ class LLMGateway(Actor):
         started: float,
         deadline: float,
         is_last: bool = True,
+        attempts_so_far: list[int] | None = None,
     ) -> ChatResult:
         wire = self._wire_request(endpoint, model, request)
         reserve = estimate_tokens(_prompt_chars(request)) + (wire.max_tokens or DEFAULT_MAX_TOKENS)
@@ -290,6 +292,13 @@ class LLMGateway(Actor):
                     model=model,
                 )
             admitted = endpoint.admission.try_acquire(reserve)  # no waiting: no deadline
+            if not admitted and not is_last and endpoint.admission.paused_for > 0:
+                raise RateLimited(  # paused by a Retry-After: a fallback may answer now
+                    f"endpoint paused for {endpoint.admission.paused_for:.1f}s more",
+                    retry_after=endpoint.admission.paused_for,
+                    endpoint=endpoint.name,
+                    model=model,
+                )
             if not admitted:
                 with anyio.move_on_after(remaining) as waited:
                     await endpoint.admission.acquire(reserve)
@@ -301,6 +310,8 @@ class LLMGateway(Actor):
                     endpoint=endpoint.name,
                     model=model,
                 )
+            counter = attempts_so_far if attempts_so_far is not None else [failures]
+            counter[0] += 1
             used = 0  # a failed attempt gives its whole reservation back
             retry_in: float | None = None  # set when another attempt follows
             try:
@@ -308,7 +319,7 @@ class LLMGateway(Actor):
                     wire,
                     # the time left now: waiting for admission may have used some
                     min(endpoint.request_timeout, deadline - self._clock()),
-                    self._delta_sink(request, ctx, failures + 1) if request.stream else None,
+                    self._delta_sink(request, ctx, counter[0]) if request.stream else None,
                 )
                 usage = completion.usage or Usage()
                 used = usage.total_tokens or reserve  # no usage reported: keep it all
@@ -373,7 +384,7 @@ class LLMGateway(Actor):
                 usage=usage,
                 model=completion.model or model,
                 endpoint=endpoint.name,
-                attempts=failures + 1,
+                attempts=counter[0],
                 latency=self._clock() - started,
                 cost=endpoint.cost(usage),
             )

@@ -448,3 +448,59 @@ async def test_requests_the_provider_refuses_do_not_cool_the_endpoint_down(
             with pytest.raises(LLMError, match="400 bad request"):
                 await chat(bus, ask("400"))
     assert endpoint.cooling_for == 0 and endpoint.consecutive_failures == 0
+
+
+async def test_while_the_primary_is_paused_later_calls_go_to_the_fallback() -> None:
+    async with MockLLM(faults="429:1.0,retry_after=60") as limited, MockLLM() as healthy:
+        gateway = LLMGateway(
+            [
+                Endpoint(name="primary", base_url=limited, model="m"),
+                Endpoint(name="fallback", base_url=healthy, model="m"),
+            ]
+        )
+        async with Bus() as bus:
+            await bus.add(gateway)
+            started = time.monotonic()
+            results = [await chat(bus, ask(f"q{i}", timeout=2)) for i in range(3)]
+            assert time.monotonic() - started < 1  # nobody waited out the pause
+    assert [r.endpoint for r in results] == ["fallback"] * 3
+
+
+async def test_streamed_attempts_count_across_the_fallback_chain() -> None:
+    from agents.llm.messages import ChatDelta, stream_topic
+
+    async with MockLLM(faults="truncated:1.0") as cut, MockLLM() as whole:
+        gateway = LLMGateway(
+            [
+                Endpoint(name="primary", base_url=cut, model="m"),
+                Endpoint(name="fallback", base_url=whole, model="m"),
+            ],
+            retry=Backoff(max_attempts=2, base=0.001),
+        )
+        deltas: list[ChatDelta] = []
+        async with Bus() as bus:
+            await bus.add(gateway)
+            async with bus.stream(stream_topic("x")) as stream:
+                result = await chat(bus, ask("tell a story", stream=True, stream_id="x"))
+                while stream.pending():
+                    deltas.append(await stream.__anext__())
+    assert (result.endpoint, result.attempts) == ("fallback", 3)
+    kept = "".join(d.content or "" for d in deltas if d.attempt == result.attempts)
+    assert kept == result.text
+    assert {d.attempt for d in deltas} == {1, 2, 3}
+
+
+async def test_an_attempt_with_no_time_left_fails_at_once() -> None:
+    from agents.llm.errors import LLMTimeout
+    from agents.llm.wire import ChatCompletionRequest
+
+    async with MockLLM(latency="3") as url:
+        endpoint = Endpoint(name="m", base_url=url, model="x")
+        await endpoint.start()
+        try:
+            started = time.monotonic()
+            with pytest.raises(LLMTimeout, match="no time left"):
+                await endpoint.attempt(ChatCompletionRequest(model="x", messages=[]), 0.0)
+            assert time.monotonic() - started < 0.5
+        finally:
+            await endpoint.close()
