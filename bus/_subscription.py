@@ -335,28 +335,38 @@ class Subscription:
                     failure = exc  # the handler's own business (a future it awaited)
                 except Exception as exc:  # noqa: BLE001 - counted, dead-lettered, replied
                     failure = exc
-                if failure is None:
+                if failure is None:  # the hot path: _settle() inlined
                     self.delivered += 1
-                    self._settle(limiter=limiter)
+                    self.running -= 1
+                    if limiter is not None:
+                        limiter.release()
+                    bus._in_flight -= 1
+                    if not bus._in_flight and bus._idle_waiters:
+                        bus._wake_idle()
                     if env.reply_to is not None:
                         bus._reply(env, result, None, self)
                     continue
-                self.failed += 1
-                if self._on_failure is None:
-                    self._settle(limiter=limiter)
-                    bus._handler_failed(self, env, failure)
-                    continue
-                # An actor: the restart (or stop) runs while it still holds the actor's
-                # limiter, so no other handler of the actor runs in between.
-                self._settle()
-                try:
-                    bus._handler_failed(self, env, failure)
-                    await self._on_failure(failure)
-                finally:
-                    if limiter is not None:
-                        limiter.release()
+                await self._failed(env, failure)
         finally:
             self._tasks.discard(task)
+
+    async def _failed(self, env: Envelope, failure: BaseException) -> None:
+        """A handler raised: count it, dead-letter it, answer a request with it, and let an
+        actor's supervision act — while it still holds the actor's limiter, so that no
+        other handler of the actor runs in between a restart's on_stop and on_start."""
+        self.failed += 1
+        limiter = self._limiter
+        if self._on_failure is None:
+            self._settle(limiter=limiter)
+            self._bus._handler_failed(self, env, failure)
+            return
+        self._settle()
+        try:
+            self._bus._handler_failed(self, env, failure)
+            await self._on_failure(failure)
+        finally:
+            if limiter is not None:
+                limiter.release()
 
     def _refuse_type(self, env: Envelope) -> None:
         """A message of another type than this subscription's topic: never handed over."""
