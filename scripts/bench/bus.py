@@ -24,11 +24,10 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import orjson
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bus import Bus, Message, Topic
+from scripts.bench._report import check, print_checks
 
 
 class Ping(Message, frozen=True, kw_only=True):
@@ -213,32 +212,20 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     n, rounds = args.n, args.rounds
     checks: list[dict[str, object]] = []
 
-    def check(name: str, value: float, baseline: float, ratio: float, bar: str, ok: bool) -> None:
-        checks.append(
-            {
-                "name": name,
-                "value": round(value, 2),
-                "baseline": round(baseline, 2),
-                "ratio": round(ratio, 3),
-                "bar": bar,
-                "ok": ok,
-            }
-        )
-
     raw = await median_of(rounds, lambda: raw_queue(n))
     mine = await median_of(rounds, lambda: bus_pubsub(n))
-    check("1->1 msgs/s", mine, raw, mine / raw, ">= 0.5x raw asyncio.Queue", mine / raw >= 0.5)
+    checks.append(check("1->1 msgs/s", mine, raw, ">= 0.5x raw asyncio.Queue", mine / raw >= 0.5))
 
     fan_n = n // 10
     raw = await median_of(rounds, lambda: raw_queue(fan_n, 10))
     mine = await median_of(rounds, lambda: bus_pubsub(fan_n, 10))
-    check("1->10 deliveries/s", mine, raw, mine / raw, "(none; raw 10 queues)", True)
+    checks.append(check("1->10 deliveries/s", mine, raw, "(none; raw 10 queues)", True))
 
     subs = args.subs
     raw = await median_of(rounds, lambda: raw_many_queues(n, subs))
     mine = await median_of(rounds, lambda: bus_wildcard(n, subs))
     bar = f"(none; {subs:,} raw queues + consumers)"
-    check("10k wildcard subs msgs/s", mine, raw, mine / raw, bar, True)
+    checks.append(check("10k wildcard subs msgs/s", mine, raw, bar, True))
 
     rpc_n = args.rpc
     raw_lat: list[float] = []
@@ -251,12 +238,12 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     p50, r50 = pct(bus_lat, 0.5), pct(raw_lat, 0.5)
     p99, r99 = pct(bus_lat, 0.99), pct(raw_lat, 0.99)
     bar = "<= 3x raw future round trip"
-    check("request/reply p50 us", p50, r50, p50 / r50, bar, p50 <= 3 * r50)
-    check("request/reply p99 us", p99, r99, p99 / r99, "(none)", True)
+    checks.append(check("request/reply p50 us", p50, r50, bar, p50 <= 3 * r50))
+    checks.append(check("request/reply p99 us", p99, r99, "(none)", True))
 
     raw = await median_of(rounds, lambda: raw_rpc_concurrent(args.concurrent))
     mine = await median_of(rounds, lambda: bus_rpc_concurrent(args.concurrent))
-    check("10k concurrent requests calls/s", mine, raw, mine / raw, "(none)", True)
+    checks.append(check("10k concurrent requests calls/s", mine, raw, "(none)", True))
     return {
         "bench": "bus",
         "python": sys.version.split()[0],
@@ -276,16 +263,7 @@ def main() -> None:
     parser.add_argument("--concurrent", type=int, default=10_000, help="concurrent requests")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args()
-    result = asyncio.run(run(args))
-    print(f"{'figure':34} {'hivebus':>14} {'baseline':>14} {'ratio':>7}  bar")
-    for c in result["checks"]:  # type: ignore[attr-defined]
-        mark = "ok " if c["ok"] else "LOW"
-        print(
-            f"{c['name']:34} {c['value']:>14,.1f} {c['baseline']:>14,.1f} "
-            f"{c['ratio']:>7.3f}  {mark} {c['bar']}"
-        )
-    if args.json:
-        print(orjson.dumps(result).decode())
+    print_checks(asyncio.run(run(args)), "hivebus", as_json=args.json)
 
 
 if __name__ == "__main__":

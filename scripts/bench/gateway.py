@@ -34,6 +34,7 @@ from agents.llm.gateway import LLMGateway
 from agents.llm.messages import ChatRequest
 from agents.llm.wire import UserMessage
 from bus import Bus
+from scripts.bench._report import check, print_checks
 
 BODY = {"model": "mock-1", "messages": [{"role": "user", "content": "What is a hive?"}]}
 
@@ -124,34 +125,18 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 mines.append(await gateway(url, args.requests, concurrency, cap=concurrency))
             raw = sorted(raws, key=lambda f: f["rps"])[len(raws) // 2]
             mine = sorted(mines, key=lambda f: f["rps"])[len(mines) // 2]
-            ratio = mine["rps"] / raw["rps"]
-            checks.append(
-                {
-                    "name": f"requests/s at concurrency {concurrency}",
-                    "value": round(mine["rps"], 1),
-                    "baseline": round(raw["rps"], 1),
-                    "ratio": round(ratio, 3),
-                    "bar": ">= 0.9x raw aiohttp",
-                    "ok": ratio >= 0.9,
-                }
-            )
+            name = f"requests/s at concurrency {concurrency}"
+            ok = mine["rps"] >= 0.9 * raw["rps"]
+            checks.append(check(name, mine["rps"], raw["rps"], ">= 0.9x raw aiohttp", ok))
             figures[f"c{concurrency}"] = {"gateway": mine, "raw": raw}
     total = args.slow_requests
     with mock_server("50ms") as url:
         raw_rps = float(figures["c1000"]["raw"]["rps"])  # type: ignore[index]
         ideal = max(total * 0.05 / 1000, total / raw_rps)
         mine = await gateway(url, total, total, cap=1000)
-        ratio = mine["elapsed_s"] / ideal
-        checks.append(
-            {
-                "name": f"{total:,} requests @50ms, cap 1000: seconds",
-                "value": round(mine["elapsed_s"], 3),
-                "baseline": round(ideal, 3),
-                "ratio": round(ratio, 3),
-                "bar": "<= 1.2x ideal",
-                "ok": ratio <= 1.2,
-            }
-        )
+        name = f"{total:,} requests @50ms, cap 1000: seconds"
+        ok = mine["elapsed_s"] <= 1.2 * ideal
+        checks.append(check(name, mine["elapsed_s"], ideal, "<= 1.2x ideal", ok))
         figures["slow"] = {"gateway": mine, "ideal_s": ideal}
     return {"bench": "gateway", "checks": checks, "figures": figures}
 
@@ -164,13 +149,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args()
     result = asyncio.run(run(args))
-    print(f"{'figure':44} {'gateway':>10} {'baseline':>10} {'ratio':>7}  bar")
-    for c in result["checks"]:  # type: ignore[attr-defined]
-        mark = "ok " if c["ok"] else "LOW"
-        print(
-            f"{c['name']:44} {c['value']:>10,.1f} {c['baseline']:>10,.1f} {c['ratio']:>7.3f}"
-            f"  {mark} {c['bar']}"
-        )
+    print_checks(result, "gateway", as_json=False)
     for name, figure in result["figures"].items():  # type: ignore[attr-defined]
         if "raw" in figure:
             g, r = figure["gateway"], figure["raw"]
