@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-PACKAGES = ("bus", "agents", "agents.llm", "tools")
+PACKAGES = ("bus", "agents", "agents.llm", "agents.memory", "tools")
 
 
 @pytest.mark.parametrize("name", PACKAGES)
