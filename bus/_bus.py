@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -211,11 +211,12 @@ class Bus(Core):
         return unprocessed, interrupted, by_sub
 
     def _fail_requests(self) -> int:
+        self._deadlines.clear()
         failed = 0
         for pending in self._requests.values():
             if not pending.future.done():
                 failed += 1
-                pending.future.set_exception(BusClosed("bus closed before a reply arrived"))
+                pending.fail(BusClosed("bus closed before a reply arrived"))
         return failed
 
     async def _stop_actors(self) -> dict[str, str]:
@@ -423,7 +424,7 @@ class Bus(Core):
 
     # -- request/reply -----------------------------------------------------------------------
 
-    async def request(
+    def request(
         self,
         topic: Topic[T, R],
         message: T,
@@ -431,16 +432,15 @@ class Bus(Core):
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
         sender: str | None = None,
-    ) -> R:
+    ) -> Coroutine[Any, Any, R]:
         """Send ``message`` to ``topic``'s subscribers and return the first reply.
 
         Raises :class:`NoResponders` at once if nothing subscribes, :class:`RequestTimeout`
         after ``timeout`` seconds (default ``request_timeout``), :class:`RemoteError` if the
         handler raised. Giving up (timeout or cancellation) cancels the handler.
+        (A plain function returning the coroutine to await: one frame less per call.)
         """
-        return await self._request(
-            topic, message, timeout, sender or self.name, None, headers, None
-        )
+        return self._request(topic, message, timeout, sender or self.name, None, headers, None)
 
     # -- observation -------------------------------------------------------------------------
 

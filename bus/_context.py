@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -86,19 +86,20 @@ class Context:
             topic, message, self.subscription.name, self.envelope.id, headers, self.subscription
         )
 
-    async def request(
+    def request(
         self,
         topic: Topic[T, R],
         message: T,
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
-    ) -> R:
-        """Send a request caused by the message being handled and await its reply.
+    ) -> Coroutine[Any, Any, R]:
+        """Send a request caused by the message being handled; await it for the reply.
 
         If the request this handler serves is abandoned, this request is cancelled too.
+        (A plain function returning the coroutine: one frame less on every call.)
         """
-        return await self._bus._request(
+        return self._bus._request(
             topic,
             message,
             timeout,

@@ -43,9 +43,43 @@ class _Blocked:
         self.counter = counter
 
 
-def _expire(pending: PendingRequest, timeout: float) -> None:
-    if not pending.future.done():
-        pending.future.set_exception(RequestTimeout(pending.subject, timeout))
+TICKS_PER_SECOND = 100  # request deadlines fire on a 10 ms grid: never early, < 10 ms late
+
+
+class _Deadlines:
+    """The deadlines of requests in flight, bucketed by 10 ms tick with one loop timer per
+    tick: registering one is a set insert, not a timer in the loop's heap (whose size and
+    cancelled entries made every request pay more as more of them were in flight)."""
+
+    __slots__ = ("buckets",)
+
+    def __init__(self) -> None:
+        self.buckets: dict[int, tuple[asyncio.TimerHandle, set[PendingRequest]]] = {}
+
+    def watch(self, loop: asyncio.AbstractEventLoop, pending: PendingRequest) -> int:
+        tick = int((loop.time() + pending.timeout) * TICKS_PER_SECOND) + 1
+        entry = self.buckets.get(tick)
+        if entry is None:
+            handle = loop.call_at(tick / TICKS_PER_SECOND, self.expire, tick)
+            entry = self.buckets[tick] = (handle, set())
+        entry[1].add(pending)
+        return tick
+
+    def forget(self, tick: int, pending: PendingRequest) -> None:
+        entry = self.buckets.get(tick)
+        if entry is not None:
+            entry[1].discard(pending)
+
+    def expire(self, tick: int) -> None:
+        _, due = self.buckets.pop(tick)
+        for pending in due:
+            if not pending.future.done():
+                pending.fail(RequestTimeout(pending.subject, pending.timeout))
+
+    def clear(self) -> None:
+        for handle, _ in self.buckets.values():
+            handle.cancel()
+        self.buckets.clear()
 
 
 class Core:
@@ -62,6 +96,7 @@ class Core:
         self._router = Router()
         self._routes = self._router.cache
         self._requests: dict[str, PendingRequest] = {}
+        self._deadlines = _Deadlines()
         # Abandoned requests with copies still buffered (skipped when a worker takes them).
         self._abandoned: dict[str, PendingRequest] = {}
         self._appended = 0  # how many buffers the last _enqueue appended to
@@ -334,11 +369,21 @@ class Core:
         )
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
-        pending = PendingRequest(future, topic.subject)
+        pending = PendingRequest(future, topic.subject, timeout)
         self._requests[env_id] = pending
         self._requests_sent += 1
-        timer = loop.call_later(timeout, _expire, pending, timeout)
+        tick = self._deadlines.watch(loop, pending)
         try:
+            sub = route.direct
+            if (  # an idle sole responder: handle it right here, no hand-over to a worker
+                sub is not None
+                and not sub._buffer
+                and sub.running < sub.concurrency
+                and message.__class__ is sub.topic.type
+                and (sub._limiter is None or not sub._limiter.locked())
+            ):
+                await sub._handle_inline(env, pending, route)
+                return await future  # settled already: no suspension
             blocked = self._enqueue(route, env)
             pending.queued = self._appended
             if blocked is not None:
@@ -353,7 +398,7 @@ class Core:
                     self._abandoned[env_id] = pending
             raise
         finally:
-            timer.cancel()
+            self._deadlines.forget(tick, pending)
             del self._requests[env_id]
             if not future.done():
                 future.cancel()

@@ -20,15 +20,38 @@ class ErrorReply(Message, frozen=True, kw_only=True):
 class PendingRequest:
     """A request in flight: the caller's future and the tasks currently serving it."""
 
-    __slots__ = ("abandoned", "cancelled", "future", "queued", "subject", "tasks")
+    __slots__ = (
+        "abandoned",
+        "cancelled",
+        "future",
+        "inline",
+        "interrupted",
+        "queued",
+        "subject",
+        "tasks",
+        "timeout",
+    )
 
-    def __init__(self, future: asyncio.Future[Any], subject: str) -> None:
+    def __init__(self, future: asyncio.Future[Any], subject: str, timeout: float) -> None:
         self.future = future
         self.subject = subject
+        self.timeout = timeout
         self.tasks: list[asyncio.Task[Any]] = []
         self.cancelled: list[asyncio.Task[Any]] = []
         self.abandoned = False
         self.queued = 0  # copies of the request waiting in buffers
+        # Handled in the requester's own task (an idle responder): that task, and whether
+        # the bus cancelled it (deadline, close) — then the future says why.
+        self.inline: asyncio.Task[Any] | None = None
+        self.interrupted = False
+
+    def fail(self, error: BaseException) -> None:
+        """Settle the request with ``error`` and stop a handler running in the requester's
+        task (handlers in workers are stopped through ``abandon`` by the requester)."""
+        self.future.set_exception(error)
+        if self.inline is not None:
+            self.interrupted = True
+            self.inline.cancel()
 
     def abandon(self) -> None:
         """The caller gave up: cancel the handlers serving it; queued copies will be skipped."""

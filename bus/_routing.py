@@ -62,7 +62,7 @@ class QueueGroup:
 class Route:
     """Where a message on one subject goes."""
 
-    __slots__ = ("counter", "groups", "single", "subs", "taps")
+    __slots__ = ("counter", "direct", "groups", "single", "subs", "taps")
 
     def __init__(
         self,
@@ -77,6 +77,13 @@ class Route:
         self.counter = counter
         # The one plain subscriber when there is nothing else to do (publish's fast path).
         self.single = subs[0] if len(subs) == 1 and not groups and not taps else None
+        # The only handler a request here can reach, if exactly one (request's fast path).
+        direct = None
+        if len(subs) == 1 and not groups:
+            direct = subs[0]
+        elif not subs and len(groups) == 1 and len(groups[0].members) == 1:
+            direct = groups[0].members[0]
+        self.direct = direct if direct is not None and direct._handler is not None else None
 
     @property
     def has_targets(self) -> bool:

@@ -20,6 +20,8 @@ from ._stats import Policy, SubscriptionStats
 
 if TYPE_CHECKING:
     from ._bus import Bus
+    from ._request import PendingRequest
+    from ._routing import Route
 
 Handler = Callable[..., Any]
 FailureHook = Callable[[BaseException], Awaitable[None]]
@@ -258,7 +260,8 @@ class Subscription:
         abandoned = bus._abandoned
         try:
             while True:
-                if not buffer:
+                # (running reaches concurrency only with requests handled inline: wait then)
+                if not buffer or self.running >= self.concurrency:
                     if self._closed:
                         return
                     waiter: asyncio.Future[None] = loop.create_future()
@@ -349,6 +352,77 @@ class Subscription:
                 await self._failed(env, failure)
         finally:
             self._tasks.discard(task)
+
+    async def _handle_inline(self, env: Envelope, pending: PendingRequest, route: Route) -> None:
+        """Handle the request ``env`` in the requester's task, as a worker would: this
+        subscription is the only responder and is idle, so handing it to a worker would
+        only add two trips through the event loop. Counted, traced, answered, failed and
+        supervised the same way; the request's deadline (or the bus closing) cancels it."""
+        bus = self._bus
+        counter = route.counter
+        counter.published += 1
+        counter.fanout += 1
+        if route.taps:
+            bus._run_taps(route.taps, env)
+        self.received += 1
+        bus._in_flight += 1
+        self.running += 1
+        limiter = self._limiter
+        if limiter is not None:
+            await limiter.acquire()  # free (checked by the caller): no suspension
+        task = asyncio.current_task()
+        assert task is not None
+        pending.inline = task
+        tasks = self._tasks
+        added = task not in tasks  # a handler feeding its own full buffer is let in
+        if added:
+            tasks.add(task)
+        failure: BaseException | None = None
+        handler = self._handler
+        assert handler is not None
+        try:
+            if self._wants_ctx:
+                result = handler(env.payload, Context(bus, env, self))
+            else:
+                result = handler(env.payload)
+            if self._is_async or inspect.isawaitable(result):
+                result = await result
+            reply_type = self.topic.reply
+            if reply_type is not None and not isinstance(result, reply_type):
+                raise TypeError(
+                    f"{self.topic!r} replies with {reply_type.__qualname__}, "
+                    f"handler returned {type(result).__qualname__}"
+                )
+        except asyncio.CancelledError as exc:
+            if not task.cancelling():
+                failure = exc  # the handler's own business (a future it awaited)
+            else:  # the requester was cancelled, or the bus cancelled it
+                self._settle(cancelled=True, limiter=limiter)
+                if pending.interrupted and not task.uncancel():
+                    return  # the deadline or the close: the future says which
+                raise
+        except Exception as exc:  # noqa: BLE001 - counted, dead-lettered, replied
+            failure = exc
+        finally:
+            pending.inline = None
+            if added:
+                tasks.discard(task)
+        if pending.interrupted:  # the handler swallowed the cancellation meant for it
+            task.uncancel()
+            self._settle(cancelled=True, limiter=limiter)
+        elif failure is not None:
+            await self._failed(env, failure)
+        else:
+            self.delivered += 1
+            self.running -= 1
+            if limiter is not None:
+                limiter.release()
+            bus._in_flight -= 1
+            if not bus._in_flight and bus._idle_waiters:
+                bus._wake_idle()
+            bus._reply(env, result, None, self)
+        if self._buffer and self._waiters:  # buffered while the slot was taken here
+            self._wake_worker()
 
     async def _failed(self, env: Envelope, failure: BaseException) -> None:
         """A handler raised: count it, dead-letter it, answer a request with it, and let an

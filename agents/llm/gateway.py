@@ -213,7 +213,15 @@ class LLMGateway(Actor):
         started = self._clock() - max(0.0, queued)
         deadline = started + (request.timeout or self.deadline)
         try:
-            result = await self._through_chain(request, ctx, started, deadline)
+            replaying = self.cassette is not None and self.cassette.mode == "replay"
+            if len(self.endpoints) == 1 and not replaying:
+                # the chain of one, without its frame: the same outcome, on every call's path
+                endpoint = self.endpoints[0]
+                result = await self._on_endpoint(
+                    endpoint, request.model or endpoint.model, request, ctx, started, deadline
+                )
+            else:
+                result = await self._through_chain(request, ctx, started, deadline)
         except LLMError as exc:
             self._failed += 1
             name = type(exc).__name__
@@ -242,9 +250,9 @@ class LLMGateway(Actor):
         attempts = [0]  # across the whole chain: streamed deltas and the result count them
         # Endpoints cooling down are skipped while another can answer; when all of them
         # cool down, they are tried anyway (a probe), rather than failing every call.
-        all_cooling = all(e.cooling_for > 0 for e in self.endpoints)
+        all_cooling = all(e.cooling_until and e.cooling_for > 0 for e in self.endpoints)
         for position, endpoint in enumerate(self.endpoints):
-            if endpoint.cooling_for > 0 and not all_cooling:
+            if endpoint.cooling_until and endpoint.cooling_for > 0 and not all_cooling:
                 causes[endpoint.name] = f"cooling down for {endpoint.cooling_for:.1f}s more"
                 continue
             model = request.model if position == 0 and request.model else endpoint.model

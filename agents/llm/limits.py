@@ -111,6 +111,8 @@ class Admission:
         """True if :meth:`try_acquire` would succeed now."""
         if self._free <= 0 or self._slot_waiters:
             return False
+        if self._requests is None and self._tokens is None and not self._paused_until:
+            return True  # no rate limits, no pause: the cap is all there is
         now = self._clock()
         if self._paused_until > now:
             return False
