@@ -1,8 +1,41 @@
-"""hivebus agents: configuration and the LLM side (gateway, mock LLM), built on :mod:`bus`.
+"""hivebus agents: the agent loop, configuration, memory and the LLM side, built on :mod:`bus`.
 
-The agent loop, memory stores and multi-agent patterns arrive with later issues.
+An :class:`Agent` is an actor on ``agent.<name>.inbox``; :func:`ask` gives it a task.
+The LLM gateway and mock live in :mod:`agents.llm`, the memory stores in
+:mod:`agents.memory`, the tools in :mod:`tools`.
 """
 
+from .agent import Agent
 from .config import Config, ConfigError, LLMConfig, load_config
+from .task import (
+    AgentError,
+    AgentEvent,
+    AgentResult,
+    InvalidOutput,
+    MaxStepsExceeded,
+    Task,
+    TaskTimeout,
+    ToolUnavailable,
+    ask,
+    events_topic,
+    inbox_topic,
+)
 
-__all__ = ["Config", "ConfigError", "LLMConfig", "load_config"]
+__all__ = [
+    "Agent",
+    "AgentError",
+    "AgentEvent",
+    "AgentResult",
+    "Config",
+    "ConfigError",
+    "InvalidOutput",
+    "LLMConfig",
+    "MaxStepsExceeded",
+    "Task",
+    "TaskTimeout",
+    "ToolUnavailable",
+    "ask",
+    "events_topic",
+    "inbox_topic",
+    "load_config",
+]

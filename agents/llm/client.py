@@ -31,11 +31,20 @@ async def chat(via: Bus | Context, request: ChatRequest, *, deadline: float = 30
             f"llm.chat: no answer within {budget:g}s (the gateways are saturated or stuck)"
         ) from None
     except RemoteError as exc:
-        error_type = _BY_NAME.get(exc.remote_type)
-        if error_type is None:
+        error = restore_llm_error(exc)
+        if error is exc:
             raise
-        details = dict(exc.remote_details)
-        last = details.get("last")
-        if isinstance(last, dict) and last.get("type") in _BY_NAME:  # RetriesExhausted.last
-            details["last"] = _BY_NAME[last["type"]].rebuild(last.get("message", ""), last)
-        raise error_type.rebuild(exc.remote_message, details) from exc
+        raise error from exc
+
+
+def restore_llm_error(exc: RemoteError) -> BaseException:
+    """The :class:`~agents.llm.errors.LLMError` a remote error stands for, rebuilt with its
+    fields (or ``exc`` itself when it is not one)."""
+    error_type = _BY_NAME.get(exc.remote_type)
+    if error_type is None:
+        return exc
+    details = dict(exc.remote_details)
+    last = details.get("last")
+    if isinstance(last, dict) and last.get("type") in _BY_NAME:  # RetriesExhausted.last
+        details["last"] = _BY_NAME[last["type"]].rebuild(last.get("message", ""), last)
+    return error_type.rebuild(exc.remote_message, details)

@@ -1,0 +1,351 @@
+"""The agent: an actor whose think → act → observe loop is nothing but typed requests.
+
+For each :class:`~agents.task.Task` on ``agent.<name>.inbox``, every step is
+``memory.window`` → ``llm.chat`` → the tool calls as parallel ``tool.call`` requests →
+``memory.append``, until the model answers without tool calls (the final answer) or
+``max_steps`` runs out. Each of these is visible on a tap, and its progress is published
+as :class:`~agents.task.AgentEvent` on ``agent.<name>.events``, caused by the task.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import msgspec
+
+from bus import Actor, Context, NoResponders, RemoteError, RequestTimeout, handler
+from tools import TOOL_CALL, Tool, ToolCallRequest, ToolResult
+
+from .llm.client import chat
+from .llm.messages import ChatRequest, ChatResult
+from .llm.wire import (
+    AssistantMessage,
+    ChatMessage,
+    FunctionTool,
+    JsonSchema,
+    ResponseFormatJsonSchema,
+    SystemMessage,
+    ToolCall,
+    ToolMessage,
+    Usage,
+    UserMessage,
+)
+from .llm.wire import Tool as WireTool
+from .memory import MEMORY_APPEND, MEMORY_WINDOW, MemoryAppend, MemoryWindow
+from .task import (
+    DEFAULT_TASK_DEADLINE,
+    AgentEvent,
+    AgentResult,
+    EventKind,
+    InvalidOutput,
+    MaxStepsExceeded,
+    Task,
+    TaskTimeout,
+    ToolUnavailable,
+    events_topic,
+    inbox_topic,
+)
+
+DETAIL_CHARS = 200  # how much of an answer or a tool result an event carries
+
+
+def _clip(text: str | None) -> str | None:
+    if text is None or len(text) <= DETAIL_CHARS:
+        return text
+    return text[: DETAIL_CHARS - 1] + "…"
+
+
+class Agent(Actor):
+    """An agent: ``instructions`` (its system prompt), the ``tools`` it may call, and how
+    its answers end.
+
+    ``model`` None uses the gateway's. With ``output_type`` (a msgspec Struct) the final
+    answer must be JSON of that type: its schema goes in ``response_format``, and an
+    answer that does not decode goes back to the model with the validation error, at most
+    ``output_retries`` times, then the task fails with :class:`InvalidOutput`.
+    ``concurrency`` is how many tasks it works on at once; ``deadline`` a task's default
+    time limit in seconds. The tools run in a :class:`tools.ToolExecutor` on the same bus
+    (this class only offers them to the model and sends the calls).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        instructions: str,
+        *,
+        tools: Sequence[Tool[..., Any]] = (),
+        model: str | None = None,
+        output_type: type[msgspec.Struct] | None = None,
+        max_steps: int = 10,
+        output_retries: int = 2,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        memory_tokens: int | None = None,
+        deadline: float = DEFAULT_TASK_DEADLINE,
+        concurrency: int = 256,
+    ) -> None:
+        super().__init__(name)
+        if "." in name or not name.strip() or any(c.isspace() for c in name):
+            raise ValueError(f"agent name {name!r} must be one subject token (no dots, spaces)")
+        if max_steps < 1 or output_retries < 0 or deadline <= 0 or concurrency < 1:
+            raise ValueError(
+                "max_steps and concurrency must be >= 1, output_retries >= 0, deadline > 0"
+            )
+        self.instructions = instructions
+        self.tools = {t.name: t for t in tools}
+        if len(self.tools) != len(tools):
+            raise ValueError(f"agent {name!r}: two tools share a name")
+        self.model = model
+        self.output_type = output_type
+        self.max_steps = max_steps
+        self.output_retries = output_retries
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.memory_tokens = memory_tokens
+        self.deadline = deadline
+        self.concurrency = concurrency
+        self.inbox = inbox_topic(name)
+        self.events = events_topic(name)
+        self._system = SystemMessage(content=instructions)
+        specs: list[WireTool] = [msgspec.convert(t.definition(), FunctionTool) for t in tools]
+        self._tool_specs = specs or None
+        self._response_format = None
+        self._output_decoder: msgspec.json.Decoder[Any] | None = None
+        if output_type is not None:
+            self._response_format = ResponseFormatJsonSchema(
+                json_schema=JsonSchema(
+                    name=output_type.__name__, schema=msgspec.json.schema(output_type)
+                )
+            )
+            self._output_decoder = msgspec.json.Decoder(output_type)
+
+    def __repr__(self) -> str:
+        return f"<Agent {self.name!r} tools={list(self.tools)}>"
+
+    @handler(lambda self: self.inbox, queue="agent", buffer=65_536)
+    async def work(self, task: Task, ctx: Context) -> AgentResult:
+        """Run one task to its final answer (or the error that ended it)."""
+        run = _Run(self, task, ctx)
+        timeout = task.timeout or self.deadline
+        try:
+            with anyio.fail_after(timeout):
+                return await run.loop()
+        except TimeoutError:
+            error = TaskTimeout(
+                f"no final answer within {timeout:g}s (step {run.step})",
+                agent=self.name,
+                steps=run.step,
+            )
+            await run.event("failed", text=str(error), is_error=True)
+            raise error from None
+        except Exception as exc:
+            await run.event("failed", text=f"{type(exc).__name__}: {exc}", is_error=True)
+            raise
+
+
+class _Run:
+    """The state of one task: its conversation, step, usage, and the deadline's clock."""
+
+    def __init__(self, agent: Agent, task: Task, ctx: Context) -> None:
+        self.agent = agent
+        self.task = task
+        self.ctx = ctx
+        self.conversation = task.conversation_id or ctx.id
+        self.step = 0
+        self.tool_calls = 0
+        self.invalid_outputs = 0
+        self.prompt_tokens = self.completion_tokens = 0
+        self.started = time.monotonic()
+        self.deadline = self.started + (task.timeout or agent.deadline)
+
+    async def event(self, kind: EventKind, **fields: Any) -> None:
+        await self.ctx.publish(
+            self.agent.events,
+            AgentEvent(
+                agent=self.agent.name,
+                conversation_id=self.conversation,
+                kind=kind,
+                step=self.step,
+                **fields,
+            ),
+        )
+
+    async def remember(self, messages: list[ChatMessage]) -> None:
+        await self.ctx.request(
+            MEMORY_APPEND, MemoryAppend(conversation_id=self.conversation, messages=messages)
+        )
+
+    async def loop(self) -> AgentResult:
+        agent = self.agent
+        await self.remember([UserMessage(content=self.task.content)])
+        while self.step < agent.max_steps:
+            self.step += 1
+            await self.event("step_started")
+            window = await self.ctx.request(
+                MEMORY_WINDOW,
+                MemoryWindow(conversation_id=self.conversation, max_tokens=agent.memory_tokens),
+            )
+            answer = await self.think([agent._system, *window.messages])
+            message = answer.message
+            calls = answer.tool_calls
+            said = AssistantMessage(content=message.content, tool_calls=message.tool_calls)
+            if calls:
+                results = await self.act(calls)
+                await self.remember([said, *results])
+                continue
+            if agent._output_decoder is not None:
+                output, problem = self.decode(message.content)
+                if problem is not None:
+                    await self.reject(said, problem)
+                    continue
+            else:
+                output = None
+            await self.remember([said])
+            await self.event("finished", text=_clip(message.content))
+            return AgentResult(
+                agent=agent.name,
+                conversation_id=self.conversation,
+                text=message.content,
+                output=output,
+                steps=self.step,
+                tool_calls=self.tool_calls,
+                usage=Usage(
+                    prompt_tokens=self.prompt_tokens,
+                    completion_tokens=self.completion_tokens,
+                    total_tokens=self.prompt_tokens + self.completion_tokens,
+                ),
+                duration=time.monotonic() - self.started,
+            )
+        raise MaxStepsExceeded(
+            f"still calling tools after max_steps={agent.max_steps} steps",
+            agent=agent.name,
+            steps=self.step,
+        )
+
+    async def think(self, messages: list[ChatMessage]) -> ChatResult:
+        agent = self.agent
+        result = await chat(
+            self.ctx,
+            ChatRequest(
+                messages=messages,
+                model=agent.model,
+                tools=agent._tool_specs,
+                response_format=agent._response_format,
+                temperature=agent.temperature,
+                max_tokens=agent.max_tokens,
+                agent=agent.name,
+                timeout=max(0.001, self.deadline - time.monotonic()),
+            ),
+        )
+        self.prompt_tokens += result.usage.prompt_tokens
+        self.completion_tokens += result.usage.completion_tokens
+        text = result.text if not result.tool_calls else None
+        await self.event("llm_answered", text=_clip(text))
+        return result
+
+    async def act(self, calls: list[ToolCall]) -> list[ChatMessage]:
+        """Run every tool call of one answer at once; their results, in the calls' order."""
+        results: list[ChatMessage] = [ToolMessage(content="", tool_call_id=c.id) for c in calls]
+
+        failures: list[Exception] = []
+
+        async def one(index: int, call: ToolCall) -> None:
+            try:
+                result = await self.call_tool(call)
+            except Exception as exc:  # noqa: BLE001 - re-raised below, unwrapped
+                failures.append(exc)
+                group.cancel_scope.cancel()
+                return
+            results[index] = ToolMessage(content=result.content, tool_call_id=call.id)
+
+        self.tool_calls += len(calls)
+        async with anyio.create_task_group() as group:
+            for index, call in enumerate(calls):
+                group.start_soon(one, index, call)
+        if failures:
+            raise failures[0]  # itself, not wrapped in an exception group
+        return results
+
+    async def call_tool(self, call: ToolCall) -> ToolResult:
+        name = call.function.name
+        arguments = call.function.arguments
+        await self.event("tool_called", tool=name, call_id=call.id, text=_clip(arguments))
+        if name not in self.agent.tools:
+            offered = ", ".join(sorted(self.agent.tools)) or "none"
+            result = ToolResult(
+                call_id=call.id,
+                name=name,
+                content=f"unknown tool {name!r}: this agent's tools are: {offered}",
+                is_error=True,
+            )
+        else:
+            result = await self.send_tool_call(call)
+        await self.event(
+            "tool_answered",
+            tool=name,
+            call_id=call.id,
+            text=_clip(result.content),
+            is_error=result.is_error,
+        )
+        return result
+
+    async def send_tool_call(self, call: ToolCall) -> ToolResult:
+        name = call.function.name
+        request = ToolCallRequest(
+            call_id=call.id,
+            name=name,
+            arguments=call.function.arguments,
+            conversation_id=self.conversation,
+            agent=self.agent.name,
+        )
+        try:
+            return await self.ctx.request(
+                TOOL_CALL, request, timeout=max(0.001, self.deadline - time.monotonic())
+            )
+        except NoResponders:
+            raise ToolUnavailable(
+                f"the model called tool {name!r}, but no tool executor answers tool.call",
+                agent=self.agent.name,
+                steps=self.step,
+            ) from None
+        except RequestTimeout:
+            raise TaskTimeout(
+                f"tool {name!r} did not answer before the task's deadline",
+                agent=self.agent.name,
+                steps=self.step,
+            ) from None
+        except RemoteError as exc:  # an executor failing is a result the model can read
+            return ToolResult(call_id=call.id, name=name, content=str(exc), is_error=True)
+
+    def decode(self, content: str | None) -> tuple[Any, str | None]:
+        """The structured output, or why the answer is not one."""
+        assert self.agent._output_decoder is not None
+        if not content:
+            return None, "the answer was empty; a JSON value was expected"
+        try:
+            return self.agent._output_decoder.decode(content), None
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return None, str(exc)
+
+    async def reject(self, said: AssistantMessage, problem: str) -> None:
+        """Show the model why its answer is not the required output, or give up."""
+        agent = self.agent
+        self.invalid_outputs += 1
+        await self.event("output_invalid", text=_clip(problem), is_error=True)
+        if self.invalid_outputs > agent.output_retries:
+            wanted = agent.output_type.__name__ if agent.output_type else "output"
+            raise InvalidOutput(
+                f"the answer is not a valid {wanted} after {self.invalid_outputs} tries: {problem}",
+                agent=agent.name,
+                steps=self.step,
+            )
+        correction = UserMessage(
+            content=(
+                f"Your answer does not match the required JSON schema: {problem}. "
+                "Answer again with only the corrected JSON."
+            )
+        )
+        await self.remember([said, correction])

@@ -1,0 +1,155 @@
+"""What travels on the bus to and from an agent: a :class:`Task` on ``agent.<name>.inbox``,
+its :class:`AgentResult`, and :class:`AgentEvent`s on ``agent.<name>.events``; the typed
+errors a task can end with, and :func:`ask`, which restores them across the bus."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from bus import Bus, Context, HivebusError, Message, RemoteError, RequestTimeout, Topic
+
+from .llm.client import restore_llm_error
+from .llm.wire import Usage
+
+DEFAULT_TASK_DEADLINE = 300.0  # seconds, when neither the task nor the agent sets one
+ASK_MARGIN = 1.0  # seconds the bus waits past a task's own deadline for the agent's answer
+
+
+class Task(Message, frozen=True, kw_only=True):
+    """Ask an agent to work on ``content``.
+
+    ``conversation_id`` names the memory the agent reads and extends; empty means a new
+    conversation of its own (the task's id). ``timeout`` is the whole task's deadline in
+    seconds (default: the agent's).
+    """
+
+    content: str
+    conversation_id: str = ""
+    timeout: float | None = None
+
+
+class AgentResult(Message, frozen=True, kw_only=True):
+    """The final answer: ``text``, and ``output`` (an instance of the agent's
+    ``output_type``) when it declares one; how many LLM ``steps`` and tool calls it took,
+    the tokens used, and how long it took in seconds."""
+
+    agent: str
+    conversation_id: str
+    text: str | None
+    output: Any = None
+    steps: int
+    tool_calls: int
+    usage: Usage
+    duration: float
+
+
+EventKind = Literal[
+    "step_started",
+    "llm_answered",
+    "tool_called",
+    "tool_answered",
+    "output_invalid",
+    "finished",
+    "failed",
+]
+
+
+class AgentEvent(Message, frozen=True, kw_only=True):
+    """One moment of a task, published on ``agent.<name>.events`` with the task as its
+    cause. ``text`` is a short human-readable detail (the answer, the tool's arguments or
+    result, the error), clipped."""
+
+    agent: str
+    conversation_id: str
+    kind: EventKind
+    step: int
+    tool: str | None = None
+    call_id: str | None = None
+    text: str | None = None
+    is_error: bool = False
+
+
+def inbox_topic(agent: str) -> Topic[Task, AgentResult]:
+    """The subject an agent takes tasks on."""
+    return Topic(f"agent.{agent}.inbox", Task, reply=AgentResult)
+
+
+def events_topic(agent: str) -> Topic[AgentEvent, Any]:
+    """The subject an agent reports its progress on."""
+    return Topic(f"agent.{agent}.events", AgentEvent)
+
+
+class AgentError(HivebusError):
+    """Base of the ways a task ends without an answer (besides an LLM error, raised as is)."""
+
+    def __init__(self, message: str, *, agent: str = "", steps: int = 0) -> None:
+        super().__init__(f"agent {agent!r}: {message}" if agent else message)
+        self.agent = agent
+        self.steps = steps
+
+    def remote_details(self) -> dict[str, Any]:
+        """The fields to carry across the bus (see :class:`bus.RemoteError`)."""
+        return {"agent": self.agent, "steps": self.steps}
+
+    @classmethod
+    def rebuild(cls, message: str, details: dict[str, Any]) -> AgentError:
+        error = cls.__new__(cls)
+        Exception.__init__(error, message)
+        error.agent = details.get("agent", "")
+        error.steps = details.get("steps", 0)
+        return error
+
+
+class MaxStepsExceeded(AgentError):
+    """The model was still calling tools when the agent's ``max_steps`` ran out."""
+
+
+class InvalidOutput(AgentError):
+    """The final answer did not decode into the agent's ``output_type``, after the model
+    was shown the validation error the allowed number of times."""
+
+
+class TaskTimeout(AgentError):
+    """The task's deadline passed before a final answer."""
+
+
+class ToolUnavailable(AgentError):
+    """The model called one of the agent's tools but no tool executor serves it."""
+
+
+_AGENT_ERRORS: dict[str, type[AgentError]] = {
+    cls.__name__: cls for cls in (MaxStepsExceeded, InvalidOutput, TaskTimeout, ToolUnavailable)
+}
+
+
+async def ask(
+    via: Bus | Context,
+    agent: str,
+    content: str,
+    *,
+    conversation_id: str = "",
+    timeout: float | None = None,
+) -> AgentResult:
+    """Give ``agent`` a task and return its :class:`AgentResult`.
+
+    Raises what ended the task, as itself: an :class:`AgentError` subclass, or the
+    :class:`~agents.llm.errors.LLMError` of a call the gateway could not answer.
+    ``via`` is the bus, or a handler's context (then the task is part of its causation
+    tree and cancelled with it).
+    """
+    task = Task(content=content, conversation_id=conversation_id, timeout=timeout)
+    budget = timeout or DEFAULT_TASK_DEADLINE
+    try:
+        return await via.request(inbox_topic(agent), task, timeout=budget + ASK_MARGIN)
+    except RequestTimeout:
+        raise TaskTimeout(f"no answer within {budget:g}s", agent=agent) from None
+    except RemoteError as exc:
+        raise restore(exc) from exc
+
+
+def restore(exc: RemoteError) -> BaseException:
+    """The agent or LLM error a remote error stands for (or the remote error itself)."""
+    agent_error = _AGENT_ERRORS.get(exc.remote_type)
+    if agent_error is not None:
+        return agent_error.rebuild(exc.remote_message, dict(exc.remote_details))
+    return restore_llm_error(exc)
