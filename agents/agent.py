@@ -248,6 +248,10 @@ class _Run:
 
     async def act(self, calls: list[ToolCall]) -> list[ChatMessage]:
         """Run every tool call of one answer at once; their results, in the calls' order."""
+        self.tool_calls += len(calls)
+        if len(calls) == 1:  # the common case needs no task group
+            result = await self.call_tool(calls[0])
+            return [ToolMessage(content=result.content, tool_call_id=calls[0].id)]
         results: list[ChatMessage] = [ToolMessage(content="", tool_call_id=c.id) for c in calls]
 
         failures: list[Exception] = []
@@ -261,7 +265,6 @@ class _Run:
                 return
             results[index] = ToolMessage(content=result.content, tool_call_id=call.id)
 
-        self.tool_calls += len(calls)
         async with anyio.create_task_group() as group:
             for index, call in enumerate(calls):
                 group.start_soon(one, index, call)

@@ -328,10 +328,16 @@ class Bus(Core):
         )
 
     def _start_workers(self, sub: Subscription) -> None:
+        """One worker to begin with; more are added while messages wait (``_add_worker``)."""
+        if sub.max_workers:
+            self._add_worker(sub)
+
+    def _add_worker(self, sub: Subscription) -> None:
+        if not self._running or sub._closed:
+            return
         assert self._workers is not None
-        if sub._handler is not None:
-            for _ in range(sub.concurrency):
-                self._workers.start_soon(sub._run, name=f"hivebus:{sub.name}")
+        sub.workers += 1
+        self._workers.start_soon(sub._run, name=f"hivebus:{sub.name}")
 
     def _remove_subscription(self, sub: Subscription) -> None:
         self._router.remove_subscription(sub)

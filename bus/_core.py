@@ -118,6 +118,16 @@ class Core:
         if not self._in_flight and self._idle_waiters:
             self._wake_idle()
 
+    def _add_worker(self, sub: Subscription) -> None:
+        """Start one more worker for ``sub`` (the bus owns the task group)."""
+        raise NotImplementedError
+
+    def _wake_or_add_worker(self, sub: Subscription) -> None:
+        if sub._waiters:
+            sub._wake_worker()
+        elif sub.workers < sub.max_workers:
+            self._add_worker(sub)
+
     def _wake_idle(self) -> None:
         for waiter in self._idle_waiters:
             if not waiter.done():
@@ -183,6 +193,8 @@ class Core:
                     sub.max_pending = size + 1
                 if sub._waiters:
                     sub._wake_worker()
+                elif sub.workers < sub.max_workers:
+                    self._add_worker(sub)
                 return None
         return self._enqueue(route, env)
 
@@ -228,6 +240,8 @@ class Core:
                     sub.max_pending = size + 1
                 if sub._waiters:
                     sub._wake_worker()
+                elif sub.workers < sub.max_workers:
+                    self._add_worker(sub)
             elif sub.policy == "drop_oldest" and evict:
                 oldest = buffer.popleft()
                 buffer.append(env)
@@ -272,7 +286,7 @@ class Core:
             pending.queued += 1
         self._in_flight += 1
         sub.max_pending = max(sub.max_pending, len(sub._buffer))
-        sub._wake_worker()
+        self._wake_or_add_worker(sub)
 
     def _release_copy(self, env: Envelope) -> None:
         """A buffered copy of one of our requests left its buffer without being handled."""

@@ -89,6 +89,7 @@ class Subscription:
         "dropped",
         "failed",
         "max_pending",
+        "max_workers",
         "maxsize",
         "name",
         "pattern",
@@ -99,6 +100,7 @@ class Subscription:
         "topic",
         "unprocessed",
         "waiting_publishers",
+        "workers",
     )
 
     def __init__(
@@ -146,6 +148,10 @@ class Subscription:
         self.max_pending = 0
         self.blocked_publishes = 0
         self.waiting_publishers = 0  # publishers waiting for room right now
+        # Worker tasks are started as the buffer needs them, up to ``concurrency``: most
+        # requests are handled in their requester's task, so most slots never need one.
+        self.workers = 0
+        self.max_workers = concurrency if handler is not None else 0
 
     def __repr__(self) -> str:
         queue = f", queue={self.queue!r}" if self.queue else ""
@@ -352,6 +358,7 @@ class Subscription:
                 await self._failed(env, failure)
         finally:
             self._tasks.discard(task)
+            self.workers -= 1
 
     async def _handle_inline(self, env: Envelope, pending: PendingRequest, route: Route) -> None:
         """Handle the request ``env`` in the requester's task, as a worker would: this
@@ -421,8 +428,8 @@ class Subscription:
             if not bus._in_flight and bus._idle_waiters:
                 bus._wake_idle()
             bus._reply(env, result, None, self)
-        if self._buffer and self._waiters:  # buffered while the slot was taken here
-            self._wake_worker()
+        if self._buffer:  # buffered while the slot was taken here
+            bus._wake_or_add_worker(self)
 
     async def _failed(self, env: Envelope, failure: BaseException) -> None:
         """A handler raised: count it, dead-letter it, answer a request with it, and let an

@@ -40,10 +40,12 @@ BODY = {"model": "mock-1", "messages": [{"role": "user", "content": "What is a h
 
 
 @contextmanager
-def mock_server(latency: str | None) -> Iterator[str]:
+def mock_server(latency: str | None, policy: str | None = None) -> Iterator[str]:
     command = [sys.executable, "-m", "agents.cli", "mock-llm", "--port", "0"]
     if latency:
         command += ["--latency", latency]
+    if policy:
+        command += ["--policy", policy]
     root = Path(__file__).resolve().parents[2]
     process = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, text=True)
     try:

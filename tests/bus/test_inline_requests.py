@@ -249,3 +249,43 @@ async def test_a_queue_group_of_several_still_round_robins_through_workers(bus: 
     for n in range(4):
         await bus.request(RPC, Ping(n=n))
     assert served == ["a", "b", "a", "b"]
+
+
+async def test_workers_are_started_as_messages_wait_up_to_the_concurrency(bus: Bus) -> None:
+    release = anyio.Event()
+    running = peak = 0
+
+    async def blocked(msg: Ping) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await release.wait()
+        running -= 1
+
+    sub = bus.subscribe(PING, blocked, concurrency=5)
+    assert sub.workers == 1  # not one task per slot up front
+    for n in range(12):
+        await bus.publish(PING, Ping(n=n))
+    await anyio.wait_all_tasks_blocked()
+    assert (peak, sub.workers, sub.pending) == (5, 5, 7)
+    release.set()
+    with anyio.fail_after(5):
+        await bus.drain()
+    assert sub.workers == 5 and bus.stats().delivered == 12
+
+
+async def test_requests_to_an_idle_actor_need_no_worker_beyond_the_first(bus: Bus) -> None:
+    class Echo(Actor):
+        concurrency = 100
+
+        @handler(RPC)
+        async def echo(self, msg: Ping) -> Pong:
+            await anyio.sleep(0.001)
+            return Pong(n=msg.n)
+
+    actor = await bus.add(Echo())
+    async with anyio.create_task_group() as tg:
+        for n in range(50):
+            tg.start_soon(bus.request, RPC, Ping(n=n))
+    assert actor.subscriptions[0].workers == 1  # all 50 ran in their requesters' tasks
+    assert bus.stats().delivered == 50
