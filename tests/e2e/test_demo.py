@@ -106,3 +106,23 @@ def test_the_bus_benchmark_prints_its_baselines_and_ratios_as_json() -> None:
             abs(check["ratio"] - check["value"] / check["baseline"]) < 0.01 * check["ratio"] + 1e-3
         )
         assert set(check) == {"name", "value", "baseline", "ratio", "bar", "ok"}
+
+
+def test_the_agents_benchmark_runs_real_loops_and_reports_its_floor() -> None:
+    result = subprocess.run(
+        [sys.executable, "scripts/bench/agents.py", "--loops", "60", "--rounds", "1", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = orjson.loads(result.stdout.strip().splitlines()[-1])
+    assert report["bench"] == "agents"
+    (check,) = report["checks"]
+    assert check["name"] == "60 agent loops: loops/s"
+    assert check["value"] > 0 and check["baseline"] > 0
+    figures = report["figures"]
+    assert figures["agents"]["messages_per_loop"] == 24  # 12 requests, 11 events, the task
+    assert figures["raw"]["rps"] > 0
