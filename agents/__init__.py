@@ -7,6 +7,7 @@ The LLM gateway and mock live in :mod:`agents.llm`, the memory stores in
 
 from .agent import Agent
 from .config import Config, ConfigError, LLMConfig, load_config
+from .runtime import Runtime, open_runtime
 from .task import (
     AgentError,
     AgentEvent,
@@ -31,6 +32,7 @@ __all__ = [
     "InvalidOutput",
     "LLMConfig",
     "MaxStepsExceeded",
+    "Runtime",
     "Task",
     "TaskTimeout",
     "ToolUnavailable",
@@ -38,4 +40,5 @@ __all__ = [
     "events_topic",
     "inbox_topic",
     "load_config",
+    "open_runtime",
 ]

@@ -85,18 +85,25 @@ class ToolExecutor(Actor):
         self.concurrency = concurrency
         self.default_timeout = default_timeout
         self.tools: dict[str, Tool[..., Any]] = {}
-        for each in tools:
-            if each.name in self.tools:
-                raise ValueError(f"two tools are named {each.name!r}; tool names must be unique")
-            self.tools[each.name] = each
-        self._limiters = {
-            t.name: anyio.CapacityLimiter(t.concurrency)
-            for t in self.tools.values()
-            if t.concurrency is not None
-        }
+        self._limiters: dict[str, anyio.CapacityLimiter] = {}
         self._total = _Tally()
-        self._by_tool = {tool_name: _Tally() for tool_name in self.tools}
+        self._by_tool: dict[str, _Tally] = {}
         self._in_flight = 0
+        for each in tools:
+            self.add(each)
+
+    def add(self, new: Tool[..., Any]) -> None:
+        """Run ``new`` too (also while running). The same tool again is a no-op; another
+        tool of the same name is refused: a call must mean one function."""
+        known = self.tools.get(new.name)
+        if known is new:
+            return
+        if known is not None:
+            raise ValueError(f"two tools are named {new.name!r}; tool names must be unique")
+        self.tools[new.name] = new
+        self._by_tool[new.name] = _Tally()
+        if new.concurrency is not None:
+            self._limiters[new.name] = anyio.CapacityLimiter(new.concurrency)
 
     def definitions(self) -> list[dict[str, Any]]:
         """The definitions of every tool this executor runs, to offer them to a model."""

@@ -424,3 +424,17 @@ async def test_stats_show_calls_in_flight(bus: Bus) -> None:
         assert executor.stats().in_flight == 1
         release.set()
     assert executor.stats().in_flight == 0
+
+
+async def test_tools_added_while_running_are_served_and_the_same_tool_twice_is_one(
+    bus: Bus,
+) -> None:
+    executor = ToolExecutor([])
+    await bus.add(executor)
+    assert (await run(bus, call("add", '{"a": 1}'))).is_error  # not there yet
+    executor.add(add)
+    executor.add(add)  # the same tool again: nothing changes
+    assert (await run(bus, call("add", '{"a": 3}'))).content == "3"
+    assert list(executor.stats().tools) == ["add"]
+    with pytest.raises(ValueError, match=r"two tools are named 'add'"):
+        executor.add(tool(name="add")(lambda_free_add))
