@@ -404,6 +404,14 @@ _FORMATS = {
     "uuid": "00000000-0000-4000-8000-000000000000",
 }
 _HINTED = {"query", "q", "question", "text", "input", "prompt", "topic", "task", "message"}
+_ARITHMETIC = {"expression", "expr", "formula", "equation", "calculation"}
+_EXPRESSION = re.compile(r"[\d.(][\d.\s()+\-*/%]*[\d)]")
+
+
+def arithmetic_in(text: str) -> str | None:
+    """The longest arithmetic expression written in ``text`` (one with an operator)."""
+    found = [m.strip() for m in _EXPRESSION.findall(text) if any(op in m for op in "+-*/%")]
+    return max(found, key=len) if found else None
 
 
 def synthesize(schema: dict[str, Any], *, hint: str = "") -> Any:
@@ -411,7 +419,8 @@ def synthesize(schema: dict[str, Any], *, hint: str = "") -> Any:
     ``enum``/``const``, ``$ref`` to ``$defs``, ``anyOf``/``oneOf``/``allOf``, required
     properties (all when ``required`` is absent), ``items``/``prefixItems``/``minItems``,
     and string ``format``/``minLength``/``maxLength`` and number bounds. Text-like
-    string properties (``query``, ``text``...) take ``hint``."""
+    string properties (``query``, ``text``...) take ``hint``; an ``expression`` (or
+    ``formula``...) takes the arithmetic written in ``hint``."""
     return _Synthesizer(schema, hint).value(schema, "", 0)
 
 
@@ -493,6 +502,8 @@ class _Synthesizer:
         lowered = name.lower()
         if lowered in _HINTED and self.hint:
             text = self.hint
+        elif lowered in _ARITHMETIC:  # a calculator: the sum the user wrote, if any
+            text = arithmetic_in(self.hint) or "1 + 1"
         elif "url" in lowered:
             text = "https://example.com"
         elif "path" in lowered or "file" in lowered:

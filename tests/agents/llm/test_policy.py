@@ -581,3 +581,19 @@ def test_synthesize_keeps_numbers_inside_exclusive_bounds() -> None:
         },
     }
     assert synthesize(schema) == {"small": -1, "ratio": 2.5}
+
+
+@pytest.mark.parametrize(
+    ("hint", "expected"),
+    [
+        ("What is (2+3)*4?", "(2+3)*4"),
+        ("Compute 1.5 * 8 then 2 - 1, please", "1.5 * 8"),
+        ("How many people per km² in Lyon?", "1 + 1"),  # no arithmetic written: a stand-in
+        ("it costs 12 dollars", "1 + 1"),  # a number alone is not a sum
+    ],
+)
+def test_synthesize_gives_a_calculator_the_arithmetic_the_user_wrote(
+    hint: str, expected: str
+) -> None:
+    schema = {"type": "object", "properties": {"expression": {"type": "string"}}}
+    assert synthesize(schema, hint=hint) == {"expression": expected}
