@@ -150,6 +150,19 @@ class Actor:
             sub.unsubscribe()
 
     async def _on_failure(self, error: BaseException) -> None:
+        if self.supervision == "resume":
+            return
+        for sub in self.subscriptions:  # no handler of this actor starts meanwhile
+            sub.held += 1
+        try:
+            await self._supervise(error)
+        finally:
+            for sub in self.subscriptions:
+                sub.held -= 1
+                if sub._buffer and self._bus is not None:
+                    self._bus._wake_or_add_worker(sub)
+
+    async def _supervise(self, error: BaseException) -> None:
         if self.supervision == "restart":
             self.restarts += 1
             log.warning("actor %r restarting after %s", self.name, type(error).__qualname__)

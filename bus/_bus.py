@@ -12,7 +12,7 @@ import anyio.abc
 from anyio.abc import TaskGroup
 
 from ._core import Core
-from ._message import Topic
+from ._message import Envelope, Topic
 from ._routing import Tap, TapCallback
 from ._stats import (
     POLICIES,
@@ -172,6 +172,9 @@ class Bus(Core):
             actor_errors: dict[str, str] = {}
             with anyio.move_on_after(STOP_GRACE, shield=True):
                 await self._workers_done.wait()  # no handler runs while actors stop
+                if self._inline:  # nor one in a requester's task (cancelled just above)
+                    self._inline_idle = asyncio.Event()
+                    await self._inline_idle.wait()
                 actor_errors = await self._stop_actors()
             report = CloseReport(
                 drained=drained,
@@ -331,6 +334,15 @@ class Bus(Core):
         """One worker to begin with; more are added while messages wait (``_add_worker``)."""
         if sub.max_workers:
             self._add_worker(sub)
+
+    def _supervise(self, sub: Subscription, env: Envelope, failure: BaseException) -> None:
+        if self._running:
+            assert self._workers is not None
+            self._workers.start_soon(sub._failed, env, failure, name=f"hivebus:{sub.name}")
+            return
+        sub.failed += 1  # closing: the reply and the dead letter, no supervision
+        sub._settle(limiter=sub._limiter)
+        self._handler_failed(sub, env, failure)
 
     def _add_worker(self, sub: Subscription) -> None:
         if not self._running or sub._closed:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import time
 import traceback
 from collections.abc import Mapping
@@ -57,6 +58,8 @@ class _Deadlines:
         self.buckets: dict[int, tuple[asyncio.TimerHandle, set[PendingRequest]]] = {}
 
     def watch(self, loop: asyncio.AbstractEventLoop, pending: PendingRequest) -> int:
+        if pending.timeout == math.inf:
+            return 0  # no deadline
         tick = int((loop.time() + pending.timeout) * TICKS_PER_SECOND) + 1
         entry = self.buckets.get(tick)
         if entry is None:
@@ -100,6 +103,8 @@ class Core:
         # Abandoned requests with copies still buffered (skipped when a worker takes them).
         self._abandoned: dict[str, PendingRequest] = {}
         self._appended = 0  # how many buffers the last _enqueue appended to
+        self._inline = 0  # requests being handled in their requesters' tasks
+        self._inline_idle: asyncio.Event | None = None  # set when _inline drops to 0
         self._started = False
         self._accepting = False  # external publishes allowed
         self._running = False  # workers alive: handlers may still publish while draining
@@ -120,6 +125,10 @@ class Core:
 
     def _add_worker(self, sub: Subscription) -> None:
         """Start one more worker for ``sub`` (the bus owns the task group)."""
+        raise NotImplementedError
+
+    def _supervise(self, sub: Subscription, env: Envelope, failure: BaseException) -> None:
+        """Settle a failed inline request and run its supervision in a task of the bus."""
         raise NotImplementedError
 
     def _wake_or_add_worker(self, sub: Subscription) -> None:
@@ -367,7 +376,7 @@ class Core:
             raise NoResponders(topic.subject)
         if timeout is None:
             timeout = self.request_timeout
-        elif not timeout > 0:
+        elif not timeout > 0:  # (math.inf: no deadline)
             raise ValueError(f"request timeout must be > 0 seconds, got {timeout!r}")
         env_id = f"{self._id_prefix}{next(self._id_counter)}"
         env = Envelope(
@@ -394,6 +403,7 @@ class Core:
                 and not sub._buffer
                 and sub.running < sub.concurrency
                 and message.__class__ is sub.topic.type
+                and not sub.held
                 and (sub._limiter is None or not sub._limiter.locked())
             ):
                 await sub._handle_inline(env, pending, route)

@@ -88,6 +88,7 @@ class Subscription:
         "delivered",
         "dropped",
         "failed",
+        "held",
         "max_pending",
         "max_workers",
         "maxsize",
@@ -151,6 +152,7 @@ class Subscription:
         # Worker tasks are started as the buffer needs them, up to ``concurrency``: most
         # requests are handled in their requester's task, so most slots never need one.
         self.workers = 0
+        self.held = 0  # > 0 while its actor's supervision runs: no handler may start
         self.max_workers = concurrency if handler is not None else 0
 
     def __repr__(self) -> str:
@@ -266,8 +268,9 @@ class Subscription:
         abandoned = bus._abandoned
         try:
             while True:
-                # (running reaches concurrency only with requests handled inline: wait then)
-                if not buffer or self.running >= self.concurrency:
+                # (running reaches concurrency only with requests handled inline; held: an
+                # actor restarting)
+                if not buffer or self.running >= self.concurrency or self.held:
                     if self._closed:
                         return
                     waiter: asyncio.Future[None] = loop.create_future()
@@ -363,8 +366,9 @@ class Subscription:
     async def _handle_inline(self, env: Envelope, pending: PendingRequest, route: Route) -> None:
         """Handle the request ``env`` in the requester's task, as a worker would: this
         subscription is the only responder and is idle, so handing it to a worker would
-        only add two trips through the event loop. Counted, traced, answered, failed and
-        supervised the same way; the request's deadline (or the bus closing) cancels it."""
+        only add two trips through the event loop. Counted, traced, answered and failed
+        the same way; the request's deadline (or the bus closing) cancels it; supervision
+        after a failure runs in a task of the bus, not the requester's."""
         bus = self._bus
         counter = route.counter
         counter.published += 1
@@ -374,6 +378,18 @@ class Subscription:
         self.received += 1
         bus._in_flight += 1
         self.running += 1
+        bus._inline += 1
+        try:
+            await self._run_inline(env, pending)
+        finally:
+            bus._inline -= 1
+            if not bus._inline and bus._inline_idle is not None:
+                bus._inline_idle.set()
+            if self._buffer:  # buffered while the slot was taken here
+                bus._wake_or_add_worker(self)
+
+    async def _run_inline(self, env: Envelope, pending: PendingRequest) -> None:
+        bus = self._bus
         limiter = self._limiter
         if limiter is not None:
             await limiter.acquire()  # free (checked by the caller): no suspension
@@ -418,7 +434,12 @@ class Subscription:
             task.uncancel()
             self._settle(cancelled=True, limiter=limiter)
         elif failure is not None:
-            await self._failed(env, failure)
+            if self._on_failure is None:
+                self.failed += 1
+                self._settle(limiter=limiter)
+                bus._handler_failed(self, env, failure)
+            else:  # the slot stays taken until supervision is done, in a task of the bus
+                bus._supervise(self, env, failure)
         else:
             self.delivered += 1
             self.running -= 1
@@ -428,8 +449,6 @@ class Subscription:
             if not bus._in_flight and bus._idle_waiters:
                 bus._wake_idle()
             bus._reply(env, result, None, self)
-        if self._buffer:  # buffered while the slot was taken here
-            bus._wake_or_add_worker(self)
 
     async def _failed(self, env: Envelope, failure: BaseException) -> None:
         """A handler raised: count it, dead-letter it, answer a request with it, and let an

@@ -7,6 +7,8 @@ cancellation, concurrency limits and supervision as a hand-over to a worker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 import time
 
 import anyio
@@ -289,3 +291,125 @@ async def test_requests_to_an_idle_actor_need_no_worker_beyond_the_first(bus: Bu
             tg.start_soon(bus.request, RPC, Ping(n=n))
     assert actor.subscriptions[0].workers == 1  # all 50 ran in their requesters' tasks
     assert bus.stats().delivered == 50
+
+
+async def test_a_request_buffered_behind_an_inline_one_is_served_when_it_times_out(
+    bus: Bus,
+) -> None:
+    async def serve(msg: Ping) -> Pong:
+        if msg.n == 0:
+            await anyio.sleep(10)
+        return Pong(n=msg.n)
+
+    bus.subscribe(RPC, serve)  # concurrency 1: the second waits in the buffer
+    first = asyncio.ensure_future(bus.request(RPC, Ping(n=0), timeout=0.1))
+    await anyio.wait_all_tasks_blocked()
+    second = asyncio.ensure_future(bus.request(RPC, Ping(n=1), timeout=5))
+    await anyio.wait_all_tasks_blocked()
+    assert bus.stats().subscriptions[0].pending == 1
+    with pytest.raises(RequestTimeout):
+        await first
+    assert await second == Pong(n=1)  # the worker was woken when the slot came free
+
+
+async def test_a_request_buffered_behind_an_inline_one_is_served_when_it_is_cancelled(
+    bus: Bus,
+) -> None:
+    async def serve(msg: Ping) -> Pong:
+        if msg.n == 0:
+            await anyio.sleep(10)
+        return Pong(n=msg.n)
+
+    bus.subscribe(RPC, serve)
+    first = asyncio.ensure_future(bus.request(RPC, Ping(n=0)))
+    await anyio.wait_all_tasks_blocked()
+    second = asyncio.ensure_future(bus.request(RPC, Ping(n=1), timeout=5))
+    await anyio.wait_all_tasks_blocked()
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert await second == Pong(n=1)
+
+
+async def test_an_infinite_timeout_means_no_deadline(bus: Bus) -> None:
+    async def echo(msg: Ping) -> Pong:
+        await anyio.sleep(0.01)
+        return Pong(n=msg.n)
+
+    bus.subscribe(RPC, echo)
+    assert await bus.request(RPC, Ping(n=1), timeout=math.inf) == Pong(n=1)
+    assert bus.stats().in_flight == 0 and not bus._requests
+
+
+class Restarting(Actor):
+    supervision = "restart"
+
+    def __init__(self) -> None:
+        super().__init__("restarting")
+        self.ready = True
+        self.starts = 0
+        self.ran_while_restarting: list[int] = []
+
+    async def on_start(self) -> None:
+        await anyio.sleep(0.05)
+        self.starts += 1
+        self.ready = True
+
+    async def on_stop(self) -> None:
+        self.ready = False
+        await anyio.sleep(0.05)
+
+    @handler(RPC)
+    async def serve(self, msg: Ping) -> Pong:
+        if not self.ready:
+            self.ran_while_restarting.append(msg.n)
+        if msg.n == 0:
+            raise RuntimeError("boom")
+        return Pong(n=msg.n)
+
+
+async def test_no_request_is_handled_while_its_actor_restarts(bus: Bus) -> None:
+    actor = await bus.add(Restarting())
+    failing = asyncio.ensure_future(bus.request(RPC, Ping(n=0)))
+    with pytest.raises(RemoteError, match="boom"):
+        await failing
+    assert not actor.ready  # the error came back at once; the restart is still going on
+    assert await bus.request(RPC, Ping(n=1)) == Pong(n=1)  # waited for the restart
+    assert actor.ran_while_restarting == [] and actor.starts == 2
+
+
+async def test_a_caller_giving_up_does_not_cut_its_actors_restart_short(bus: Bus) -> None:
+    actor = await bus.add(Restarting())
+    with anyio.move_on_after(0.02), contextlib.suppress(RemoteError):
+        await bus.request(RPC, Ping(n=0))
+        await anyio.sleep(1)  # given up here, during on_stop
+    with anyio.fail_after(5):
+        assert await bus.request(RPC, Ping(n=1)) == Pong(n=1)
+    assert actor.ready and actor.starts == 2
+
+
+async def test_close_stops_an_actor_only_after_its_inline_handler_has_finished() -> None:
+    log: list[str] = []
+
+    class Cleaner(Actor):
+        async def on_stop(self) -> None:
+            log.append("on_stop")
+
+        @handler(RPC)
+        async def serve(self, msg: Ping) -> Pong:
+            try:
+                await anyio.sleep(10)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await anyio.sleep(0.05)  # flushing something
+                log.append("handler finished")
+            return Pong(n=msg.n)
+
+    async with Bus("cleaner", close_timeout=0.05) as bus:
+        await bus.add(Cleaner())
+        caller = asyncio.ensure_future(bus.request(RPC, Ping(n=1), timeout=5))
+        await anyio.wait_all_tasks_blocked()
+        await bus.close()
+        with pytest.raises(BusClosed):
+            await caller
+    assert log == ["handler finished", "on_stop"]
