@@ -9,7 +9,6 @@ from pathlib import Path
 
 import anyio
 import pytest
-from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from agents.llm.wire import UserMessage
@@ -50,11 +49,14 @@ anyio.run(main)
 ACK = re.compile(rb"(c\d+) (\d+)")
 
 
-async def read_acks(process: Process, acks: dict[str, int], enough: int) -> bytes:
+async def read_acks(stream: BufferedByteReceiveStream, acks: dict[str, int], enough: int) -> bytes:
     """Record the highest acknowledged number per conversation until ``enough`` lines (or
-    the end of the output); return everything read, for the failure message."""
-    assert process.stdout is not None
-    stream = BufferedByteReceiveStream(process.stdout)
+    the end of the output); return everything read, for the failure message.
+
+    Pass the same ``stream`` on every call: it reads the pipe in chunks, so when it stops
+    at the ``enough``-th line it may already hold the lines after it. A new wrapper would
+    lose them and their acknowledgements, and more appends than the writers can have in
+    flight would then seem stored without being acknowledged."""
     seen = bytearray()
     count = 0
     while count < enough:
@@ -77,17 +79,21 @@ async def test_every_acknowledged_append_survives_sigkill(tmp_path: Path) -> Non
         async with await anyio.open_process(
             command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         ) as process:
-            output = await read_acks(process, acks, ACKS_BEFORE_KILL)
+            assert process.stdout is not None
+            stdout = BufferedByteReceiveStream(process.stdout)  # one for both reads
+            output = await read_acks(stdout, acks, ACKS_BEFORE_KILL)
             process.kill()  # SIGKILL, mid-stream: appends are in flight right now
-            output += await read_acks(process, acks, sys.maxsize)
+            output += await read_acks(stdout, acks, sys.maxsize)
             assert await process.wait() == -9, output.decode(errors="replace")
     assert sum(n + 1 for n in acks.values()) >= ACKS_BEFORE_KILL, output.decode()
 
     async with Bus() as bus:
         await bus.add(SQLiteStore(path))
-        for conversation, last in acks.items():
+        for conversation in (f"c{k}" for k in range(WRITERS)):
+            last = acks.get(conversation, -1)  # -1: none acknowledged
             request = MemoryWindow(conversation_id=conversation)
             stored = (await bus.request(MEMORY_WINDOW, request, timeout=5)).messages
             # everything acknowledged, in order; perhaps one more written but not yet acked
+            # (each writer waits for its reply and prints it before its next append)
             assert last + 1 <= len(stored) <= last + 2, (conversation, last, len(stored))
             assert stored == [UserMessage(content=str(n)) for n in range(len(stored))]
