@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
 
 import anyio
 import pytest
@@ -230,3 +232,54 @@ async def test_dead_letters_are_counted_only_when_published(bus: Bus) -> None:
     await bus.publish(PING, Ping(n=1))
     await bus.drain()
     assert bus.stats().dead_lettered == len(dead) == 1
+
+
+A_TOPIC = Topic("storm.a", Ping, reply=Pong)
+B_TOPIC = Topic("storm.b", Ping, reply=Pong)
+C_TOPIC = Topic("storm.c", Ping, reply=Pong)
+
+
+async def test_a_storm_of_nested_inline_requests_timing_out_and_cancelled_balances() -> None:
+    """Requests nested three deep (inline and through workers, into an actor whose two
+    handlers share its limiter), with random deadlines and callers giving up: every
+    request settles, the counts balance, and the bus answers afterwards."""
+    rng = random.Random(1)
+
+    class Two(Actor):
+        concurrency = 2
+
+        @handler(B_TOPIC)
+        async def b(self, msg: Ping) -> Pong:
+            await anyio.sleep(rng.random() * 0.02)
+            return Pong(n=msg.n)
+
+        @handler(C_TOPIC)
+        async def c(self, msg: Ping, ctx: Context) -> Pong:
+            await anyio.sleep(rng.random() * 0.02)
+            return await ctx.request(B_TOPIC, msg, timeout=rng.choice([0.005, 0.5]))
+
+    async def a(msg: Ping, ctx: Context) -> Pong:
+        await anyio.sleep(rng.random() * 0.01)
+        return await ctx.request(C_TOPIC, msg, timeout=rng.choice([0.01, 0.5]))
+
+    async with Bus("storm", close_timeout=5) as bus:
+        bus.subscribe(A_TOPIC, a, concurrency=3)
+        await bus.add(Two())
+
+        async def one(n: int) -> None:
+            with anyio.move_on_after(rng.choice([0.005, 0.02, 5])):
+                with contextlib.suppress(RemoteError, RequestTimeout):
+                    await bus.request(A_TOPIC, Ping(n=n), timeout=rng.choice([0.01, 0.03, 2]))
+
+        async with anyio.create_task_group() as tg:
+            for n in range(600):
+                tg.start_soon(one, n)
+                if n % 20 == 0:
+                    await anyio.sleep(0.001)
+        await bus.drain(5)
+        stats = bus.stats()
+        assert stats.in_flight == 0 and stats.balanced, stats
+        for sub in bus._router.subscriptions.values():
+            assert sub.running == 0 and not sub._buffer, sub
+            assert sub.workers <= sub.max_workers
+        assert await bus.request(A_TOPIC, Ping(n=-1), timeout=2) == Pong(n=-1)
