@@ -134,16 +134,28 @@ class Tool(Generic[P, R]):
         What the function raises propagates. A sync function cannot be interrupted: when
         the call is cancelled it is abandoned to finish in its thread.
         """
+        call = self.bind(arguments, ctx)
+        if self._is_async:
+            result = await cast(Awaitable[Any], call())
+        else:
+            result = await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+        return self.as_text(result)
+
+    @property
+    def is_async(self) -> bool:
+        """True for a coroutine function; a sync one is run in a worker thread."""
+        return self._is_async
+
+    def bind(self, arguments: str | bytes, ctx: ToolContext | None = None) -> Callable[[], Any]:
+        """The call the model's ``arguments`` stand for, ready to make (decoded and
+        validated now: raises :class:`MalformedArguments` or :class:`InvalidArguments`)."""
         kwargs = self.decode(arguments)
         if self._context_param is not None:
             kwargs[self._context_param] = ctx if ctx is not None else ToolContext()
-        call = cast(Callable[..., Any], self.func)
-        if self._is_async:
-            result = await cast(Awaitable[Any], call(**kwargs))
-        else:
-            result = await anyio.to_thread.run_sync(
-                functools.partial(call, **kwargs), abandon_on_cancel=True
-            )
+        return functools.partial(cast(Callable[..., Any], self.func), **kwargs)
+
+    def as_text(self, result: Any) -> str:
+        """The function's output as the model reads it: a str as is, anything else JSON."""
         return _as_text(self.name, result)
 
 

@@ -12,6 +12,7 @@ import msgspec
 
 from bus import Actor, Context, handler
 
+from ._threads import ToolBusy, ToolThreads, ToolTimedOut
 from ._tool import Tool, ToolContext
 from .errors import InvalidArguments, MalformedArguments
 from .messages import TOOL_CALL, ToolCallRequest, ToolResult
@@ -39,6 +40,7 @@ class ToolExecutorStats(msgspec.Struct, frozen=True, kw_only=True):
     cancelled: int
     in_flight: int
     tools: dict[str, ToolStats]
+    threads: int = 0  # sync calls running in threads, those past their time limit included
 
 
 class _Tally:
@@ -89,6 +91,7 @@ class ToolExecutor(Actor):
         self._total = _Tally()
         self._by_tool: dict[str, _Tally] = {}
         self._in_flight = 0
+        self._threads = ToolThreads(concurrency)
         for each in tools:
             self.add(each)
 
@@ -119,6 +122,7 @@ class ToolExecutor(Actor):
             cancelled=total.cancelled,
             in_flight=self._in_flight,
             tools={name: tally.freeze() for name, tally in self._by_tool.items()},
+            threads=self._threads.running,
         )
 
     @handler(TOOL_CALL, queue="tool-executor", buffer=65_536)
@@ -148,6 +152,13 @@ class ToolExecutor(Actor):
             timeout = tool.timeout or self.default_timeout
             message = f"tool {tool.name!r} did not finish within its time limit of {timeout:g}s"
             return self._error(request, tallies, "timeout", message)
+        except ToolBusy:
+            timeout = tool.timeout or self.default_timeout
+            message = (
+                f"tool {tool.name!r} is busy: its earlier calls, still running past their "
+                f"time limit, held every slot for {timeout:g}s; try again later"
+            )
+            return self._error(request, tallies, "timeout", message)
         except Exception as exc:  # the model reads it; the log keeps the traceback
             log.debug("tool %r raised", tool.name, exc_info=exc)
             message = f"tool {tool.name!r} raised {type(exc).__name__}"
@@ -163,12 +174,25 @@ class ToolExecutor(Actor):
             tally.succeeded += 1
         return ToolResult(call_id=request.call_id, name=request.name, content=content)
 
+    async def on_start(self) -> None:
+        self._threads.start()
+
+    async def on_stop(self) -> None:
+        self._threads.stop()
+
     async def _run(self, tool: Tool[..., Any], arguments: str, ctx: ToolContext) -> str:
         limiter = self._limiters.get(tool.name)
+        timeout = tool.timeout or self.default_timeout
+        if not tool.is_async:  # its slot is held until its thread is done (see ToolThreads)
+            call = tool.bind(arguments, ctx)
+            try:
+                return tool.as_text(await self._threads.run(call, limiter, timeout))
+            except ToolTimedOut:
+                raise _TimedOut from None
         # The time limit starts once the tool may run: waiting for a slot is bounded by
         # the time limits of the calls holding the slots.
         async with limiter if limiter is not None else contextlib.nullcontext():
-            with anyio.move_on_after(tool.timeout or self.default_timeout):
+            with anyio.move_on_after(timeout):
                 return await tool.invoke(arguments, ctx)
         raise _TimedOut
 

@@ -438,3 +438,62 @@ async def test_tools_added_while_running_are_served_and_the_same_tool_twice_is_o
     assert list(executor.stats().tools) == ["add"]
     with pytest.raises(ValueError, match=r"two tools are named 'add'"):
         executor.add(tool(name="add")(lambda_free_add))
+
+
+async def test_a_sync_call_past_its_time_limit_keeps_its_slot_until_its_thread_is_done(
+    bus: Bus,
+) -> None:
+    lock = threading.Lock()
+    running = peak = 0
+    release = threading.Event()
+
+    @tool(concurrency=1, timeout=0.05)
+    def exclusive(n: int) -> int:
+        """Never twice at once."""
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        if n == 0:
+            release.wait(5)  # far past its time limit
+        with lock:
+            running -= 1
+        return n
+
+    executor = ToolExecutor([exclusive])
+    await bus.add(executor)
+    first = await run(bus, call("exclusive", '{"n": 0}'))
+    assert first.is_error and "time limit of 0.05s" in first.content
+    assert executor.stats().threads == 1  # abandoned, still running
+    second = await run(bus, call("exclusive", '{"n": 1}'))  # its slot never came free
+    assert second.is_error and "is busy" in second.content
+    release.set()
+    for _ in range(500):  # the thread finishes, then its slot comes back on the loop
+        if not executor.stats().threads:
+            break
+        await anyio.sleep(0.01)
+    assert executor.stats().threads == 0
+    assert (await run(bus, call("exclusive", '{"n": 2}'))).content == "2"
+    assert peak == 1
+
+
+async def test_a_sync_call_given_up_before_a_thread_took_it_never_runs() -> None:
+    started: list[int] = []
+    gate = threading.Event()
+
+    @tool(timeout=0.05)
+    def slow(n: int) -> int:
+        """Blocks until the gate opens."""
+        started.append(n)
+        gate.wait(5)
+        return n
+
+    async with Bus("threads") as bus:
+        executor = ToolExecutor([slow], concurrency=1)  # one thread: the rest queue
+        await bus.add(executor)
+        async with anyio.create_task_group() as tg:
+            for n in range(3):
+                tg.start_soon(run, bus, call("slow", f'{{"n": {n}}}'))
+    gate.set()
+    await anyio.sleep(0.1)
+    assert started == [0]  # the others timed out queued for the one thread: dropped
