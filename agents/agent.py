@@ -10,7 +10,7 @@ as :class:`~agents.task.AgentEvent` on ``agent.<name>.events``, caused by the ta
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import anyio
@@ -35,11 +35,14 @@ from .llm.wire import (
 )
 from .llm.wire import Tool as WireTool
 from .memory import MEMORY_APPEND, MEMORY_WINDOW, MemoryAppend, MemoryWindow
+from .patterns.delegation import agent_tool
+from .patterns.handoff import Handoff, as_handoff, including, pass_on, transfer_reason
 from .task import (
     DEFAULT_TASK_DEADLINE,
     AgentEvent,
     AgentResult,
     EventKind,
+    HandoffLimitExceeded,
     InvalidOutput,
     MaxStepsExceeded,
     Task,
@@ -69,6 +72,12 @@ class Agent(Actor):
     ``concurrency`` is how many tasks it works on at once; ``deadline`` a task's default
     time limit in seconds. The tools run in a :class:`tools.ToolExecutor` on the same bus
     (this class only offers them to the model and sends the calls).
+
+    ``handoffs`` names the agents it may pass the conversation to (see
+    :mod:`agents.patterns.handoff`): the model gets a ``transfer_to_<agent>`` tool for
+    each; a task handed on more than ``max_handoffs`` times fails with
+    :class:`~agents.task.HandoffLimitExceeded`. Several agents of one name share its
+    inbox as a queue group: each task goes to one of them.
     """
 
     def __init__(
@@ -86,6 +95,8 @@ class Agent(Actor):
         memory_tokens: int | None = None,
         deadline: float = DEFAULT_TASK_DEADLINE,
         concurrency: int = 256,
+        handoffs: Sequence[str | Handoff] = (),
+        max_handoffs: int = 5,
     ) -> None:
         super().__init__(name)
         if "." in name or not name.strip() or any(c.isspace() for c in name):
@@ -94,6 +105,8 @@ class Agent(Actor):
             raise ValueError(
                 "max_steps and concurrency must be >= 1, output_retries >= 0, deadline > 0"
             )
+        if max_handoffs < 0:
+            raise ValueError(f"agent {name!r}: max_handoffs must be >= 0, got {max_handoffs}")
         self.instructions = instructions
         self.tools = {t.name: t for t in tools}
         if len(self.tools) != len(tools):
@@ -107,10 +120,19 @@ class Agent(Actor):
         self.memory_tokens = memory_tokens
         self.deadline = deadline
         self.concurrency = concurrency
+        self.handoffs = [as_handoff(target) for target in handoffs]
+        self.max_handoffs = max_handoffs
+        self._transfers = {h.tool_name: h.agent for h in self.handoffs}
+        if clash := set(self._transfers) & set(self.tools):
+            raise ValueError(f"agent {name!r}: a tool is named like a handoff: {sorted(clash)}")
+        if name in self._transfers.values():
+            raise ValueError(f"agent {name!r} cannot hand off to itself")
+        self._as_tools: dict[tuple[Any, ...], Tool[..., Awaitable[str]]] = {}
         self.inbox = inbox_topic(name)
         self.events = events_topic(name)
         self._system = SystemMessage(content=instructions)
         specs: list[WireTool] = [msgspec.convert(t.definition(), FunctionTool) for t in tools]
+        specs += [h.tool() for h in self.handoffs]
         self._tool_specs = specs or None
         self._response_format = None
         self._output_decoder: msgspec.json.Decoder[Any] | None = None
@@ -124,6 +146,25 @@ class Agent(Actor):
 
     def __repr__(self) -> str:
         return f"<Agent {self.name!r} tools={list(self.tools)}>"
+
+    def as_tool(
+        self,
+        description: str | None = None,
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+    ) -> Tool[..., Awaitable[str]]:
+        """This agent as a tool for another agent's model (see
+        :func:`agents.patterns.agent_tool`); the same arguments give the same tool."""
+        key = (description, name, timeout)
+        made = self._as_tools.get(key)
+        if made is None:
+            if description is None:
+                first = self.instructions.strip().splitlines()[0] if self.instructions else ""
+                description = f"Give agent {self.name!r} a task; it answers. {first}".strip()
+            made = agent_tool(self.name, description, name=name, timeout=timeout)
+            self._as_tools[key] = made
+        return made
 
     @handler(lambda self: self.inbox, queue="agent", buffer=65_536)
     async def work(self, task: Task, ctx: Context) -> AgentResult:
@@ -158,6 +199,8 @@ class _Run:
         self.tool_calls = 0
         self.invalid_outputs = 0
         self.prompt_tokens = self.completion_tokens = 0
+        self.cost = 0.0
+        self.handoff: tuple[str, str] | None = None  # (to whom, why), once the model asks
         self.started = time.monotonic()
         self.deadline = self.started + (task.timeout or agent.deadline)
 
@@ -180,7 +223,8 @@ class _Run:
 
     async def loop(self) -> AgentResult:
         agent = self.agent
-        await self.remember([UserMessage(content=self.task.content)])
+        if not self.task.handoffs:  # a handed-off task continues the conversation as is
+            await self.remember([UserMessage(content=self.task.content)])
         while self.step < agent.max_steps:
             self.step += 1
             await self.event("step_started")
@@ -195,6 +239,8 @@ class _Run:
             if calls:
                 results = await self.act(calls)
                 await self.remember([said, *results])
+                if self.handoff is not None:
+                    return await self.hand_off(*self.handoff)
                 continue
             if agent._output_decoder is not None:
                 output, problem = self.decode(message.content)
@@ -218,6 +264,8 @@ class _Run:
                     total_tokens=self.prompt_tokens + self.completion_tokens,
                 ),
                 duration=time.monotonic() - self.started,
+                cost=self.cost,
+                handoffs=self.task.handoffs,
             )
         raise MaxStepsExceeded(
             f"still calling tools after max_steps={agent.max_steps} steps",
@@ -242,6 +290,7 @@ class _Run:
         )
         self.prompt_tokens += result.usage.prompt_tokens
         self.completion_tokens += result.usage.completion_tokens
+        self.cost += result.cost or 0.0
         text = result.text if not result.tool_calls else None
         await self.event("llm_answered", text=_clip(text))
         return result
@@ -276,7 +325,9 @@ class _Run:
         name = call.function.name
         arguments = call.function.arguments
         await self.event("tool_called", tool=name, call_id=call.id, text=_clip(arguments))
-        if name not in self.agent.tools:
+        if name in self.agent._transfers:
+            result = self.transfer(call)
+        elif name not in self.agent.tools:
             offered = ", ".join(sorted(self.agent.tools)) or "none"
             result = ToolResult(
                 call_id=call.id,
@@ -322,6 +373,46 @@ class _Run:
             ) from None
         except RemoteError as exc:  # an executor failing is a result the model can read
             return ToolResult(call_id=call.id, name=name, content=str(exc), is_error=True)
+
+    def transfer(self, call: ToolCall) -> ToolResult:
+        """Note the model's wish to hand off (the first one of an answer counts)."""
+        target = self.agent._transfers[call.function.name]
+        name = call.function.name
+        if self.handoff is not None:
+            content = f"not transferred: this answer already transfers to {self.handoff[0]!r}"
+            return ToolResult(call_id=call.id, name=name, content=content, is_error=True)
+        path = [*self.task.handoffs, self.agent.name, target]
+        if len(path) - 1 > self.agent.max_handoffs:
+            raise HandoffLimitExceeded(
+                f"handing off to {target!r} would exceed max_handoffs={self.agent.max_handoffs}"
+                f" ({' -> '.join(path)})",
+                agent=self.agent.name,
+                steps=self.step,
+            )
+        self.handoff = (target, transfer_reason(call.function.arguments))
+        return ToolResult(call_id=call.id, name=name, content=f"Transferred to {target}.")
+
+    async def hand_off(self, target: str, reason: str) -> AgentResult:
+        """Let ``target`` continue this conversation; its result answers this task."""
+        await self.event(
+            "handed_off", tool=f"transfer_to_{target}", text=_clip(f"to {target}: {reason}")
+        )
+        budget = max(0.001, self.deadline - time.monotonic())
+        task = Task(
+            content=reason,
+            conversation_id=self.conversation,
+            timeout=budget,
+            handoffs=[*self.task.handoffs, self.agent.name],
+        )
+        result = await pass_on(self.ctx, target, task, budget=budget)
+        return including(
+            result,
+            steps=self.step,
+            tool_calls=self.tool_calls,
+            usage=Usage(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens),
+            cost=self.cost,
+            duration=time.monotonic() - self.started,
+        )
 
     def decode(self, content: str | None) -> tuple[Any, str | None]:
         """The structured output, or why the answer is not one."""

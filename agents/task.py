@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import msgspec
+
 from bus import Bus, Context, HivebusError, Message, RemoteError, RequestTimeout, Topic
 
 from .llm.client import restore_llm_error
@@ -20,18 +22,26 @@ class Task(Message, frozen=True, kw_only=True):
 
     ``conversation_id`` names the memory the agent reads and extends; empty means a new
     conversation of its own (the task's id). ``timeout`` is the whole task's deadline in
-    seconds (default: the agent's).
+    seconds (default: the agent's). ``handoffs`` lists the agents that handed this task
+    on, oldest first: when it is not empty the agent continues the conversation it finds
+    in memory and appends no user message (``content`` is then the reason given).
     """
 
     content: str
     conversation_id: str = ""
     timeout: float | None = None
+    handoffs: list[str] = msgspec.field(default_factory=list)
 
 
 class AgentResult(Message, frozen=True, kw_only=True):
     """The final answer: ``text``, and ``output`` (an instance of the agent's
     ``output_type``) when it declares one; how many LLM ``steps`` and tool calls it took,
-    the tokens used, and how long it took in seconds."""
+    the tokens used, their ``cost`` in USD (0 when the endpoint has no prices), and how
+    long it took in seconds.
+
+    After handoffs, ``agent`` is the one that answered, ``handoffs`` the agents that
+    passed the task on before it, and the counts cover the whole task.
+    """
 
     agent: str
     conversation_id: str
@@ -41,6 +51,8 @@ class AgentResult(Message, frozen=True, kw_only=True):
     tool_calls: int
     usage: Usage
     duration: float
+    cost: float = 0.0
+    handoffs: list[str] = msgspec.field(default_factory=list)
 
 
 EventKind = Literal[
@@ -49,6 +61,7 @@ EventKind = Literal[
     "tool_called",
     "tool_answered",
     "output_invalid",
+    "handed_off",
     "finished",
     "failed",
 ]
@@ -117,8 +130,25 @@ class ToolUnavailable(AgentError):
     """The model called one of the agent's tools but no tool executor serves it."""
 
 
+class HandoffLimitExceeded(AgentError):
+    """The model handed the task on once more than the agent's ``max_handoffs`` allows
+    (a loop of agents passing it around, most likely)."""
+
+
+class HandoffFailed(AgentError):
+    """The model handed the task to an agent that no one runs."""
+
+
 _AGENT_ERRORS: dict[str, type[AgentError]] = {
-    cls.__name__: cls for cls in (MaxStepsExceeded, InvalidOutput, TaskTimeout, ToolUnavailable)
+    cls.__name__: cls
+    for cls in (
+        MaxStepsExceeded,
+        InvalidOutput,
+        TaskTimeout,
+        ToolUnavailable,
+        HandoffLimitExceeded,
+        HandoffFailed,
+    )
 }
 
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-PACKAGES = ("bus", "agents", "agents.llm", "agents.memory", "tools")
+PACKAGES = ("bus", "agents", "agents.llm", "agents.memory", "agents.patterns", "tools")
 
 
 @pytest.mark.parametrize("name", PACKAGES)
