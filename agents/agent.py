@@ -20,6 +20,7 @@ from bus import Actor, Context, NoResponders, RemoteError, RequestTimeout, handl
 from tools import TOOL_CALL, Tool, ToolCallRequest, ToolResult
 
 from .llm.client import chat
+from .llm.errors import LLMError
 from .llm.messages import ChatRequest, ChatResult
 from .llm.wire import (
     AssistantMessage,
@@ -53,6 +54,7 @@ from .task import (
 )
 
 DETAIL_CHARS = 200  # how much of an answer or a tool result an event carries
+DEADLINE_SLACK = 0.05  # seconds: an LLM error this near the task's deadline is the deadline
 
 
 def _clip(text: str | None) -> str | None:
@@ -182,6 +184,19 @@ class Agent(Actor):
             )
             await run.event("failed", text=str(error), is_error=True)
             raise error from None
+        except LLMError as exc:
+            if time.monotonic() < run.deadline - DEADLINE_SLACK:
+                await run.event("failed", text=f"{type(exc).__name__}: {exc}", is_error=True)
+                raise
+            # The LLM call had only the task's remaining time and ran out of it first:
+            # what ended the task is its deadline, whichever timer fired first.
+            error = TaskTimeout(
+                f"no final answer within {timeout:g}s (step {run.step}; last: {exc})",
+                agent=self.name,
+                steps=run.step,
+            )
+            await run.event("failed", text=str(error), is_error=True)
+            raise error from exc
         except Exception as exc:
             await run.event("failed", text=f"{type(exc).__name__}: {exc}", is_error=True)
             raise
@@ -267,8 +282,9 @@ class _Run:
                 cost=self.cost,
                 handoffs=self.task.handoffs,
             )
+        why = "its answers did not validate" if self.invalid_outputs else "still calling tools"
         raise MaxStepsExceeded(
-            f"still calling tools after max_steps={agent.max_steps} steps",
+            f"no final answer after max_steps={agent.max_steps} steps ({why})",
             agent=agent.name,
             steps=self.step,
         )

@@ -4,6 +4,7 @@ errors a task can end with, and :func:`ask`, which restores them across the bus.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import msgspec
@@ -165,14 +166,16 @@ async def ask(
     Raises what ended the task, as itself: an :class:`AgentError` subclass, or the
     :class:`~agents.llm.errors.LLMError` of a call the gateway could not answer.
     ``via`` is the bus, or a handler's context (then the task is part of its causation
-    tree and cancelled with it).
+    tree and cancelled with it). ``timeout`` None leaves the agent's own ``deadline``.
     """
     task = Task(content=content, conversation_id=conversation_id, timeout=timeout)
-    budget = timeout or DEFAULT_TASK_DEADLINE
+    # Without a timeout the agent's own deadline applies, which only it knows: the bus
+    # then waits as long as it takes (the agent always ends a task by its deadline).
+    wait = math.inf if timeout is None else timeout + ASK_MARGIN
     try:
-        return await via.request(inbox_topic(agent), task, timeout=budget + ASK_MARGIN)
+        return await via.request(inbox_topic(agent), task, timeout=wait)
     except RequestTimeout:
-        raise TaskTimeout(f"no answer within {budget:g}s", agent=agent) from None
+        raise TaskTimeout(f"no answer within {timeout:g}s", agent=agent) from None
     except RemoteError as exc:
         raise restore(exc) from exc
 

@@ -60,8 +60,10 @@ async def world(
     executor: bool = True,
     faults: dict[str, float] | None = None,
     attempts: int = 3,
+    latency: float | None = None,
 ) -> AsyncIterator[World]:
-    async with MockLLM(policy, faults=faults) as url, Bus("agents", request_timeout=30) as bus:
+    mock = MockLLM(policy, faults=faults, latency=latency)
+    async with mock as url, Bus("agents", request_timeout=30) as bus:
         await bus.add(InMemoryStore())
         runner = ToolExecutor(tools, default_timeout=0.5) if executor else None
         if runner is not None:
@@ -362,3 +364,41 @@ async def test_a_task_sent_directly_gets_its_own_conversation() -> None:
         result = await w.bus.request(inbox_topic("direct"), Task(content="hi"))
         assert result.conversation_id  # the task's id
         assert len(await w.memory(result.conversation_id)) == 2
+
+
+async def test_an_llm_call_cut_short_by_the_task_deadline_ends_it_as_task_timeout() -> None:
+    async with world(None, latency=2.0) as w:
+        await w.bus.add(Agent("slow", "You are slow.", deadline=0.3))
+        with pytest.raises(TaskTimeout, match=r"within 0\.3s \(step 1"):
+            await ask(w.bus, "slow", "anything")
+
+
+async def test_ask_without_a_timeout_leaves_the_agents_own_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import agents.task
+
+    monkeypatch.setattr(agents.task, "DEFAULT_TASK_DEADLINE", 0.05)  # no longer a cap
+    monkeypatch.setattr(agents.task, "ASK_MARGIN", 0.0)
+
+    @tool
+    async def ponder() -> str:
+        """Takes a while."""
+        await anyio.sleep(0.3)
+        return "done"
+
+    policy = Policy([Rule(step=0, tool_calls=calls(("ponder", {})))])
+    async with world(policy, [ponder]) as w:
+        await w.bus.add(Agent("patient", "You are patient.", tools=[ponder], deadline=10))
+        result = await ask(w.bus, "patient", "take your time")
+        assert result.text == "Based on ponder: done."
+
+
+async def test_max_steps_spent_on_invalid_output_says_so() -> None:
+    policy = Policy([Rule(text="not json")])
+    async with world(policy) as w:
+        await w.bus.add(
+            Agent("picky", "You are picky.", output_type=Measure, max_steps=2, output_retries=5)
+        )
+        with pytest.raises(MaxStepsExceeded, match=r"its answers did not validate"):
+            await ask(w.bus, "picky", "how far?")
