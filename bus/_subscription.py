@@ -380,75 +380,71 @@ class Subscription:
         self.running += 1
         bus._inline += 1
         try:
-            await self._run_inline(env, pending)
+            limiter = self._limiter
+            if limiter is not None:
+                await limiter.acquire()  # free (checked by the caller): no suspension
+            task = asyncio.current_task()
+            assert task is not None
+            pending.inline = task
+            tasks = self._tasks
+            added = task not in tasks  # a handler feeding its own full buffer is let in
+            if added:
+                tasks.add(task)
+            failure: BaseException | None = None
+            handler = self._handler
+            assert handler is not None
+            try:
+                if self._wants_ctx:
+                    result = handler(env.payload, Context(bus, env, self))
+                else:
+                    result = handler(env.payload)
+                if self._is_async or inspect.isawaitable(result):
+                    result = await result
+                reply_type = self.topic.reply
+                if reply_type is not None and not isinstance(result, reply_type):
+                    raise TypeError(
+                        f"{self.topic!r} replies with {reply_type.__qualname__}, "
+                        f"handler returned {type(result).__qualname__}"
+                    )
+            except asyncio.CancelledError as exc:
+                if not task.cancelling():
+                    failure = exc  # the handler's own business (a future it awaited)
+                else:  # the requester was cancelled, or the bus cancelled it
+                    self._settle(cancelled=True, limiter=limiter)
+                    if pending.interrupted and not task.uncancel():
+                        return  # the deadline or the close: the future says which
+                    raise
+            except Exception as exc:  # noqa: BLE001 - counted, dead-lettered, replied
+                failure = exc
+            finally:
+                pending.inline = None
+                if added:
+                    tasks.discard(task)
+            if pending.interrupted:  # the handler swallowed the cancellation meant for it
+                task.uncancel()
+                self._settle(cancelled=True, limiter=limiter)
+            elif failure is not None:
+                if self._on_failure is None:
+                    self.failed += 1
+                    self._settle(limiter=limiter)
+                    bus._handler_failed(self, env, failure)
+                else:  # the slot stays taken until supervision is done, in a task of the bus
+                    bus._supervise(self, env, failure)
+            else:
+                self.delivered += 1
+                self.running -= 1
+                if limiter is not None:
+                    limiter.release()
+                bus._in_flight -= 1
+                if not bus._in_flight and bus._idle_waiters:
+                    bus._wake_idle()
+                bus._reply(env, result, None, self)
         finally:
             bus._inline -= 1
             if not bus._inline and bus._inline_idle is not None:
                 bus._inline_idle.set()
             if self._buffer:  # buffered while the slot was taken here
                 bus._wake_or_add_worker(self)
-
-    async def _run_inline(self, env: Envelope, pending: PendingRequest) -> None:
-        bus = self._bus
-        limiter = self._limiter
-        if limiter is not None:
-            await limiter.acquire()  # free (checked by the caller): no suspension
-        task = asyncio.current_task()
-        assert task is not None
-        pending.inline = task
-        tasks = self._tasks
-        added = task not in tasks  # a handler feeding its own full buffer is let in
-        if added:
-            tasks.add(task)
-        failure: BaseException | None = None
-        handler = self._handler
-        assert handler is not None
-        try:
-            if self._wants_ctx:
-                result = handler(env.payload, Context(bus, env, self))
-            else:
-                result = handler(env.payload)
-            if self._is_async or inspect.isawaitable(result):
-                result = await result
-            reply_type = self.topic.reply
-            if reply_type is not None and not isinstance(result, reply_type):
-                raise TypeError(
-                    f"{self.topic!r} replies with {reply_type.__qualname__}, "
-                    f"handler returned {type(result).__qualname__}"
-                )
-        except asyncio.CancelledError as exc:
-            if not task.cancelling():
-                failure = exc  # the handler's own business (a future it awaited)
-            else:  # the requester was cancelled, or the bus cancelled it
-                self._settle(cancelled=True, limiter=limiter)
-                if pending.interrupted and not task.uncancel():
-                    return  # the deadline or the close: the future says which
-                raise
-        except Exception as exc:  # noqa: BLE001 - counted, dead-lettered, replied
-            failure = exc
-        finally:
-            pending.inline = None
-            if added:
-                tasks.discard(task)
-        if pending.interrupted:  # the handler swallowed the cancellation meant for it
-            task.uncancel()
-            self._settle(cancelled=True, limiter=limiter)
-        elif failure is not None:
-            if self._on_failure is None:
-                self.failed += 1
-                self._settle(limiter=limiter)
-                bus._handler_failed(self, env, failure)
-            else:  # the slot stays taken until supervision is done, in a task of the bus
-                bus._supervise(self, env, failure)
-        else:
-            self.delivered += 1
-            self.running -= 1
-            if limiter is not None:
-                limiter.release()
-            bus._in_flight -= 1
-            if not bus._in_flight and bus._idle_waiters:
-                bus._wake_idle()
-            bus._reply(env, result, None, self)
 
     async def _failed(self, env: Envelope, failure: BaseException) -> None:
         """A handler raised: count it, dead-letter it, answer a request with it, and let an
