@@ -1,6 +1,13 @@
 """The ``hivebus`` command line.
 
-hivebus trace FILE [--subject PATTERN] [--json]   show a recorded run as a causation tree
+hivebus run SCRIPT [options] [-- ARGS]      run a scenario with a live view, trace and summary
+hivebus trace FILE [--agent NAME] [--subject PATTERN] [--json]
+                                            show a recorded run as a causation tree
+hivebus trace diff A B [--json]             where two recorded runs first diverge
+hivebus mock-llm [options]                  serve the embedded mock LLM
+
+This module only parses and dispatches; the work is in :mod:`agents.scenario`,
+:mod:`agents.live`, :mod:`agents.run_summary` and :mod:`agents.trace_view`.
 """
 
 from __future__ import annotations
@@ -10,61 +17,47 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections import Counter
 from collections.abc import Sequence
 from importlib import metadata
 
-import orjson
+from bus import HivebusError, InvalidSubject
 
-from bus import HivebusError, InvalidSubject, validate_subject
-from bus.trace import build_tree, format_tree, read_trace, select
-
+from .cli_run import RunOptions, run_scenario
 from .llm.mock import add_arguments as add_mock_arguments
 from .llm.mock import serve_args
+from .trace_view import show_diff, show_trace
 
+TRACE_DIFF = "trace diff"  # a command of two words: `hivebus trace diff A B`
 
-def _plural(count: int, word: str) -> str:
-    if count == 1:
-        return f"1 {word}"
-    return f"{count} {word[:-1] + 'ies' if word.endswith('y') else word + 's'}"
+EXAMPLES = """\
+examples:
+  hivebus run team.py                      run a scenario (on the mock LLM with no key set)
+  hivebus run team.py --record team.cassette.jsonl
+  hivebus run team.py --replay team.cassette.jsonl   ...the same run again, with no LLM
+  hivebus trace .hivebus/runs/team-20250101-120000.jsonl --agent writer
+  hivebus trace diff before.jsonl after.jsonl
+  hivebus mock-llm --port 8000
 
+`hivebus COMMAND --help` describes each command and its options."""
 
-def _trace(args: argparse.Namespace) -> int:
-    if args.subject is not None:
-        validate_subject(args.subject, pattern=True)
-    roots = build_tree(read_trace(args.file))
-    if args.subject is not None:
-        roots = select(roots, args.subject)
-    records = [node.record for root in roots for _, node in root.walk()]
-    replies = sum(1 for root in roots for _, node in root.walk() if node.reply is not None)
-    by_kind = Counter(r.kind for r in records)
-    by_subject = Counter(r.subject for r in records)
-    times = [r.timestamp for r in records]
-    span = max(times) - min(times) if times else 0.0
-    if args.json:
-        summary = {
-            "file": str(args.file),
-            "subject": args.subject,
-            "records": len(records) + replies,
-            "roots": len(roots),
-            "kinds": {**by_kind, "reply": replies} if replies else dict(by_kind),
-            "subjects": dict(by_subject),
-            "span_s": round(span, 6),
-        }
-        print(orjson.dumps(summary).decode())
-        return 0
-    for line in format_tree(roots):
-        print(line)
-    print()
-    matching = f" matching {args.subject!r}" if args.subject is not None else ""
-    print(
-        f"{_plural(len(records) + replies, 'record')} ({_plural(by_kind['event'], 'event')}, "
-        f"{_plural(by_kind['request'], 'request')}, {_plural(replies, 'reply')}) "
-        f"in {_plural(len(roots), 'tree')}{matching} over {span * 1000:.1f}ms"
-    )
-    for subject, count in by_subject.most_common(10):
-        print(f"  {count:>6}  {subject}")
-    return 0
+RUN_DESCRIPTION = """\
+Run a scenario script on the bus and watch it work.
+
+A scenario is a Python file that either defines `async def main(runtime)` -- hivebus
+opens a Runtime (bus, LLM gateway, memory, tool executor) and awaits main(runtime) --
+or is a plain program that runs under `if __name__ == "__main__":` (it is run as
+__main__, and its buses are observed as they start). A module-level POLICY (an
+agents.llm.Policy, or a function returning one) is what the embedded mock LLM answers
+with; it is used only when no real endpoint is configured (no OPENAI_API_KEY and no
+base URL), so the same script runs on the mock and on a real model.
+
+While it runs, each message is shown as a line: who sent what to whom, LLM calls with
+their model and answer, tool calls with their arguments and results, agent events, and
+(on a terminal) the LLM calls in flight with a running token and cost count. At the
+end: a table per agent (tasks, steps, LLM calls, tokens, cost, tool calls, errors,
+time) and where the trace was written. Exit status: 0 when the scenario finished, 1
+when it failed (one line on stderr says why), the script's own status if it exits
+with one."""
 
 
 def _version() -> str:
@@ -74,30 +67,127 @@ def _version() -> str:
         return "unknown"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="hivebus",
-        description="hivebus: an asyncio multi-agent runtime on a typed message bus.",
+def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = commands.add_parser(
+        "run",
+        help="run a scenario script with a live view, a trace and a per-agent summary",
+        description=RUN_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="hivebus run SCRIPT [options] [-- ARGS...]",
     )
-    parser.add_argument("--version", action="version", version=f"hivebus {_version()}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run.add_argument("script", metavar="SCRIPT", help="the scenario's Python file")
+    run.add_argument(
+        "--config",
+        metavar="FILE",
+        help="configuration file (.toml or .json, the [llm] table); environment variables "
+        "(OPENAI_API_KEY, OPENAI_BASE_URL, HIVEBUS_*) still override it. Default: "
+        "$HIVEBUS_CONFIG, else none: the embedded mock LLM unless a key or base URL is set",
+    )
+    run.add_argument(
+        "--trace",
+        metavar="FILE",
+        help="write the trace (every message of the run, JSON lines) to FILE; default: "
+        ".hivebus/runs/SCRIPT-YYYYmmdd-HHMMSS.jsonl under the current folder",
+    )
+    mode = run.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--record",
+        metavar="FILE",
+        help="record every LLM call and its answer to the cassette FILE (overwritten)",
+    )
+    mode.add_argument(
+        "--replay",
+        metavar="FILE",
+        help="answer every LLM call from the cassette FILE made by --record: no LLM, no "
+        "mock, no network; a call the recording lacks fails the run",
+    )
+    run.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        help="no live view and no table: only the closing line (totals and the trace's path)",
+    )
+    run.add_argument(
+        "--json",
+        action="store_true",
+        help="no live view; print a machine-readable summary as one JSON object, the last "
+        "line of the output",
+    )
+    run.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="show every message in the live view, memory requests and routine agent "
+        "events included",
+    )
+    run.add_argument(
+        "--debug", action="store_true", help="print the traceback when the scenario fails"
+    )
+    run.set_defaults(run=_run, script_args=[])
+    run.epilog = (
+        "Arguments after `--` are the script's own (its sys.argv[1:]): "
+        "hivebus run team.py --quiet -- --topic bees"
+    )
+
+
+def _add_trace(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     trace = commands.add_parser(
         "trace",
         help="show a recorded run (JSONL trace) as a causation tree with timings",
         description=(
-            "Read a trace written by bus.TraceRecorder and print its causation tree: "
-            "each message under the one whose handler caused it, with its offset from the "
-            "start of the run and, for requests, the time until the reply."
+            "Read a trace written by `hivebus run --trace` or bus.TraceRecorder and print "
+            "its causation tree: each message under the one whose handler caused it (agent "
+            "→ LLM → tools), with its offset from the start of the run, the time until the "
+            "reply for requests, and what it said; then a summary: messages per subject, "
+            "LLM calls, tokens and cost, tool calls, errors, the duration, and a table per "
+            "agent. To compare two runs: hivebus trace diff A B."
         ),
     )
-    trace.add_argument("file", help="the trace file (JSON lines)")
+    trace.add_argument("file", metavar="FILE", help="the trace file (JSON lines)")
     trace.add_argument(
         "--subject",
         metavar="PATTERN",
         help="only the trees holding a message on a subject matching PATTERN (wildcards * >)",
     )
-    trace.add_argument("--json", action="store_true", help="print a JSON summary instead")
+    trace.add_argument(
+        "--agent",
+        metavar="NAME",
+        help="only agent NAME's loop: its inbox, its events and the requests it sent "
+        "(memory, LLM, tools, other agents), with their replies",
+    )
+    trace.add_argument(
+        "--json", action="store_true", help="print the summary as one JSON object instead"
+    )
     trace.set_defaults(run=_trace)
+    diff = commands.add_parser(
+        TRACE_DIFF,
+        help="where two recorded runs of a scenario first diverge: which message, which field",
+        description=(
+            "Compare two traces message by message in causation order and report the first "
+            "difference: the message (its position and each file's line, subject, type) and "
+            "the field (its path and both values). Fields that always differ between runs "
+            "are ignored: envelope ids (compared by position instead), timestamps, "
+            "durations and latencies, and ids minted per run (tool call ids). Exit status: "
+            "0 when the runs match, 1 when they differ, 2 when a trace cannot be read."
+        ),
+    )
+    diff.add_argument("a", metavar="A", help="the first trace file")
+    diff.add_argument("b", metavar="B", help="the second trace file")
+    diff.add_argument("--json", action="store_true", help="print the divergence as one JSON object")
+    diff.set_defaults(run=_trace_diff, error_status=2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hivebus",
+        description="hivebus: an asyncio multi-agent runtime on a typed message bus.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"hivebus {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_run(commands)
+    _add_trace(commands)
     mock = commands.add_parser(
         "mock-llm",
         help="serve the embedded OpenAI-compatible mock LLM (127.0.0.1 by default)",
@@ -112,25 +202,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run(args: argparse.Namespace) -> int:
+    return run_scenario(RunOptions.from_args(args))
+
+
+def _trace(args: argparse.Namespace) -> int:
+    return show_trace(args.file, subject=args.subject, agent=args.agent, as_json=args.json)
+
+
+def _trace_diff(args: argparse.Namespace) -> int:
+    return show_diff(args.a, args.b, as_json=args.json)
+
+
 def _mock_llm(args: argparse.Namespace) -> int:
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a server is stopped
         asyncio.run(serve_args(args))
     return 0
 
 
+def _split(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Route ``trace diff`` to its command, and take a run's script arguments (after ``--``)."""
+    head, tail = list(argv), []
+    if head[:2] == ["trace", "diff"]:
+        head[:2] = [TRACE_DIFF]
+    if head[:1] == ["run"] and "--" in head:
+        split = head.index("--")
+        head, tail = head[:split], head[split + 1 :]
+    return head, tail
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hivebus`` console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    head, script_args = _split(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(head)
     if args.command is None:
         parser.print_help()
         return 2
+    args.script_args = script_args
     try:
         code: int = args.run(args)
         sys.stdout.flush()
     except (HivebusError, InvalidSubject) as exc:
         print(f"hivebus {args.command}: {exc}", file=sys.stderr)
-        return 1
+        return int(getattr(args, "error_status", 1))
     except BrokenPipeError:
         # The reader went away (`hivebus trace run.jsonl | head`): not an error of ours.
         # Point stdout at devnull so the interpreter's final flush does not complain.

@@ -7,6 +7,7 @@ from ._actor import Actor, Supervision, handler
 from ._bus import Bus
 from ._context import Context
 from ._message import Envelope, Message, Topic
+from ._observe import observe_buses
 from ._request import ErrorReply
 from ._routing import Tap
 from ._stats import (
@@ -63,6 +64,7 @@ __all__ = [
     "TraceRecorder",
     "handler",
     "matches",
+    "observe_buses",
     "read_trace",
     "validate_subject",
 ]

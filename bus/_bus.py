@@ -13,6 +13,7 @@ from anyio.abc import TaskGroup
 
 from ._core import Core
 from ._message import Envelope, Topic
+from ._observe import notify_started
 from ._routing import Tap, TapCallback
 from ._stats import (
     POLICIES,
@@ -98,6 +99,7 @@ class Bus(Core):
     async def __aenter__(self) -> Bus:
         if self._started:
             raise RuntimeError("a Bus can be started only once")
+        notify_started(self)
         self._started = True
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()

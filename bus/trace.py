@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Literal
@@ -19,7 +18,16 @@ import msgspec
 import orjson
 
 from ._message import Envelope
-from ._subjects import matches
+from ._trace_diff import MISSING, Divergence, causation_order, diff_traces
+from ._trace_tree import (
+    Describe,
+    TraceNode,
+    build_tree,
+    format_tree,
+    payload_summary,
+    prune,
+    select,
+)
 from .errors import HivebusError
 
 if TYPE_CHECKING:
@@ -42,6 +50,29 @@ SECRET_VALUE = re.compile(
     r"^(?:sk-|sk_live_|rk_|Bearer\s|Basic\s|ghp_|gho_|github_pat_|xox[abpr]-|AKIA)"
 )
 REDACTED = "***"
+
+__all__ = [
+    "MISSING",
+    "REDACTED",
+    "Describe",
+    "Divergence",
+    "TraceFormatError",
+    "TraceNode",
+    "TraceRecord",
+    "TraceRecorder",
+    "TraceWriter",
+    "build_tree",
+    "causation_order",
+    "diff_traces",
+    "format_tree",
+    "is_secret_name",
+    "payload_summary",
+    "prune",
+    "read_trace",
+    "redact",
+    "select",
+    "to_record",
+]
 
 
 def is_secret_name(name: str) -> bool:
@@ -109,6 +140,51 @@ def to_record(env: Envelope) -> TraceRecord:
     )
 
 
+class TraceWriter:
+    """Appends trace records to ``path`` as JSON lines, buffered: written every
+    ``flush_every`` records and on :meth:`close`. :meth:`open` truncates the file.
+
+    It is what a :class:`TraceRecorder` writes with; use it directly to put the envelopes
+    of several buses, or records you made, in one trace.
+    """
+
+    def __init__(self, path: str | Path, *, flush_every: int = 256) -> None:
+        self.path = Path(path)
+        self.flush_every = flush_every
+        self.count = 0
+        self._lines: list[bytes] = []
+        self._file: IO[bytes] | None = None
+
+    def open(self) -> TraceWriter:
+        """Create the file (and its folders), truncating an old one."""
+        if self._file is not None:
+            raise RuntimeError(f"trace writer for {self.path} already open")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.path.open("wb")
+        return self
+
+    def write(self, record: TraceRecord) -> None:
+        """Add one record (see :func:`to_record`)."""
+        self._lines.append(orjson.dumps(record, default=msgspec.to_builtins))
+        self.count += 1
+        if len(self._lines) >= self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the buffered lines now."""
+        if self._file is not None and self._lines:
+            self._file.write(b"\n".join(self._lines) + b"\n")
+            self._lines.clear()
+            self._file.flush()
+
+    def close(self) -> None:
+        """Write what is buffered and close the file (idempotent)."""
+        if self._file is not None:
+            self.flush()
+            self._file.close()
+            self._file = None
+
+
 class TraceRecorder:
     """Writes every envelope matching ``pattern`` to ``path`` as JSON lines.
 
@@ -125,45 +201,40 @@ class TraceRecorder:
         flush_every: int = 256,
     ) -> None:
         self.bus = bus
-        self.path = Path(path)
         self.pattern = pattern
-        self.flush_every = flush_every
-        self.count = 0
-        self._lines: list[bytes] = []
-        self._file: IO[bytes] | None = None
+        self.writer = TraceWriter(path, flush_every=flush_every)
         self._tap: Tap | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.writer.path
+
+    @property
+    def count(self) -> int:
+        """Envelopes recorded so far."""
+        return self.writer.count
 
     def start(self) -> TraceRecorder:
         """Open the file (truncating it) and start recording."""
-        if self._file is not None:
+        if self._tap is not None:
             raise RuntimeError("recorder already started")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("wb")
+        self.writer.open()
         self._tap = self.bus.tap(self.pattern, self._record)
         return self
 
     def _record(self, env: Envelope) -> None:
-        self._lines.append(orjson.dumps(to_record(env), default=msgspec.to_builtins))
-        self.count += 1
-        if len(self._lines) >= self.flush_every:
-            self.flush()
+        self.writer.write(to_record(env))
 
     def flush(self) -> None:
         """Write the buffered lines now."""
-        if self._file is not None and self._lines:
-            self._file.write(b"\n".join(self._lines) + b"\n")
-            self._lines.clear()
-            self._file.flush()
+        self.writer.flush()
 
     def close(self) -> None:
         """Stop recording, write what is buffered and close the file."""
         if self._tap is not None:
             self._tap.close()
             self._tap = None
-        if self._file is not None:
-            self.flush()
-            self._file.close()
-            self._file = None
+        self.writer.close()
 
     def __enter__(self) -> TraceRecorder:
         return self.start()
@@ -198,92 +269,3 @@ def read_trace(path: str | Path) -> list[TraceRecord]:
                 break
             raise TraceFormatError(f"{path}:{number}: not a trace record: {exc}") from None
     return records
-
-
-class TraceNode:
-    """A message in the causation tree: its record, its reply if it was a request, and the
-    messages its handling caused."""
-
-    __slots__ = ("children", "record", "reply")
-
-    def __init__(self, record: TraceRecord) -> None:
-        self.record = record
-        self.reply: TraceRecord | None = None
-        self.children: list[TraceNode] = []
-
-    @property
-    def duration(self) -> float | None:
-        """Seconds from a request to its reply (None for events and unanswered requests)."""
-        return None if self.reply is None else self.reply.timestamp - self.record.timestamp
-
-    def walk(self, depth: int = 0) -> Iterator[tuple[int, TraceNode]]:
-        yield depth, self
-        for child in self.children:
-            yield from child.walk(depth + 1)
-
-    def __repr__(self) -> str:
-        return f"TraceNode({self.record.subject!r}, children={len(self.children)})"
-
-
-def build_tree(records: Iterable[TraceRecord]) -> list[TraceNode]:
-    """Link records by ``causation_id`` (replies attach to their request); return the roots
-    in time order."""
-    nodes: dict[str, TraceNode] = {}
-    replies: list[TraceRecord] = []
-    for record in sorted(records, key=lambda r: r.timestamp):
-        if record.kind == "reply":
-            replies.append(record)
-        else:
-            nodes[record.id] = TraceNode(record)
-    roots = []
-    for node in nodes.values():
-        parent = nodes.get(node.record.causation_id or "")
-        if parent is None or parent is node:
-            roots.append(node)
-        else:
-            parent.children.append(node)
-    for reply in replies:
-        request = nodes.get(reply.correlation_id or "")
-        if request is not None and request.reply is None:
-            request.reply = reply
-    return roots
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f}ms" if seconds < 10 else f"{seconds:.2f}s"
-
-
-def _summary(payload: Any, width: int = 60) -> str:
-    text = orjson.dumps(payload).decode() if payload is not None else ""
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def select(roots: list[TraceNode], subject: str) -> list[TraceNode]:
-    """The trees that hold at least one message on a subject matching the pattern."""
-    return [
-        root for root in roots if any(matches(subject, n.record.subject) for _, n in root.walk())
-    ]
-
-
-def format_tree(roots: list[TraceNode]) -> list[str]:
-    """The trees as indented text lines: offset from the first message, sender → subject,
-    type, the reply time of requests, and a payload summary."""
-    if not roots:
-        return []
-    start = min(r.record.timestamp for r in roots)
-    lines = []
-    for root in roots:
-        for depth, node in root.walk():
-            rec = node.record
-            took = ""
-            if rec.kind == "request":
-                if node.reply is None:
-                    took = " (no reply)"
-                else:
-                    error = " ERROR" if node.reply.type == "ErrorReply" else ""
-                    took = f" ⏱ {_ms(node.duration or 0.0)}{error}"
-            lines.append(
-                f"{'+' + _ms(rec.timestamp - start):>10}  {'  ' * depth}{rec.sender} → "
-                f"{rec.subject} [{rec.type}]{took} {_summary(rec.payload)}"
-            )
-    return lines

@@ -210,3 +210,72 @@ async def test_a_failed_request_is_marked_in_the_tree(tmp_path: Path) -> None:
     lines = format_tree(build_tree(records))
     assert "ERROR" in lines[0]
     assert "_bus.dead [DeadLetter]" in lines[1]
+
+
+async def test_a_trace_writer_takes_the_envelopes_of_several_buses(tmp_path: Path) -> None:
+    from bus.trace import TraceWriter, to_record
+
+    writer = TraceWriter(tmp_path / "runs" / "both.jsonl", flush_every=1).open()
+    with pytest.raises(RuntimeError, match="already open"):
+        writer.open()
+    async with Bus("one") as one, Bus("two") as two:
+        for each in (one, two):
+            each.tap(">", lambda env: writer.write(to_record(env)))
+        await one.publish(PING, Ping(n=1))
+        await two.publish(PING, Ping(n=2))
+    writer.close()
+    writer.close()  # idempotent
+    assert writer.count == 2
+    assert [(r.sender, r.payload) for r in read_trace(writer.path)] == [
+        ("one", {"n": 1}),
+        ("two", {"n": 2}),
+    ]
+
+
+def test_prune_keeps_the_chosen_nodes_under_their_nearest_kept_ancestor() -> None:
+    from bus.trace import TraceRecord, prune
+
+    def rec(id: str, cause: str | None, sender: str, kind: str = "event") -> TraceRecord:
+        return TraceRecord(
+            id=id,
+            subject=f"s.{id}",
+            kind=kind,  # type: ignore[arg-type]
+            type="X",
+            sender=sender,
+            timestamp=float(len(id)),
+            causation_id=cause,
+            correlation_id=id if kind == "request" else None,
+        )
+
+    reply = TraceRecord(
+        id="r", subject="_INBOX.x", kind="reply", type="X", sender="svc", timestamp=9.0,
+        correlation_id="ab",
+    )  # fmt: skip
+    roots = build_tree(
+        [
+            rec("a", None, "other"),
+            rec("ab", "a", "me", kind="request"),
+            rec("abc", "ab", "other"),
+            rec("abcd", "abc", "me"),
+            reply,
+        ]
+    )
+    kept = prune(roots, lambda r: r.sender == "me")
+    assert [(d, n.record.id) for root in kept for d, n in root.walk()] == [(0, "ab"), (1, "abcd")]
+    assert kept[0].reply is reply
+    assert roots[0].children[0].children[0].record.id == "abc"  # the original is untouched
+    assert prune(roots, lambda r: False) == []
+
+
+def test_format_tree_takes_a_describer_for_the_payload_text() -> None:
+    from bus.trace import TraceRecord
+
+    request = TraceRecord(
+        id="q", subject="a.b", kind="request", type="Ping", sender="s", timestamp=1.0,
+        payload={"n": 1},
+    )  # fmt: skip
+    (node,) = build_tree([request])
+    assert format_tree([node])[0].endswith('{"n":1}')
+    assert format_tree([node], lambda n: f"ping number {n.record.payload['n']}")[0].endswith(
+        "(no reply) ping number 1"
+    )

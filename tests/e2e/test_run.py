@@ -1,0 +1,261 @@
+"""``hivebus run`` as a user runs it: a subprocess, stdout a pipe, on the mock LLM."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from bus import read_trace
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+CENSUS = str(SCENARIOS / "hive_census.py")
+PLAIN = str(SCENARIOS / "plain_program.py")
+ESCAPES = re.compile(r"\x1b|\x9b|\r")  # colours, cursor movement, line rewrites
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment without any LLM endpoint or hivebus setting: the mock answers."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OPENAI_", "HIVEBUS_"))
+        and k not in ("FORCE_COLOR", "CLICOLOR_FORCE", "TTY_COMPATIBLE", "COLUMNS")
+    }
+    return env | extra
+
+
+def hivebus(
+    *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agents.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        env=env or clean_env(),
+        check=False,
+    )
+
+
+def test_a_scenario_runs_to_its_table_and_trace(tmp_path: Path) -> None:
+    trace = tmp_path / "census.jsonl"
+    result = hivebus("run", CENSUS, "--trace", str(trace))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    out = result.stdout
+    assert not ESCAPES.search(out), "no escape codes or cursor tricks off a terminal"
+    lines = out.splitlines()
+    assert lines[0] == (
+        f"hivebus run {CENSUS} · LLM: embedded mock LLM (gpt-4o-mini) · trace {trace}"
+    )
+    assert 'hivebus → researcher  task "How many bees live in the hive?"' in lines[1]
+    exchange = "\n".join(lines[1:])
+    assert "researcher → llm  gpt-4o-mini · 2 messages · tools: count_bees" in exchange
+    assert 'llm-gateway → researcher  ↩ calls count_bees({"hive":"north"})' in exchange
+    assert 'researcher → tools  count_bees({"hive":"north"})' in exchange
+    assert 'tool-executor → researcher  ↩ count_bees = "12000"' in exchange
+    assert "researcher · step 2" in exchange and "writer · finished" in exchange
+    assert re.search(r"\[Σ 94 tok · \$0\.0000\]", exchange)  # the running count
+    table = [line for line in lines if line.startswith("│")]
+    assert [row.split("│")[1].strip() for row in table] == ["researcher", "writer", "total"]
+    assert re.search(r"│ researcher │\s+1 │\s+2 │\s+2 │\s+58 │ \$0\.0000 │\s+1 │\s+0 │", out)
+    assert "38 messages · 3 LLM calls · 94 tokens · $0.0000 · 1 tool call · 0 errors" in out
+    assert lines[-1] == f"trace: {trace} (read it: hivebus trace {trace})"
+    assert read_trace(trace)[0].type == "Task"
+
+
+def test_its_trace_reads_back_as_a_tree_by_agent_with_a_summary(tmp_path: Path) -> None:
+    trace = tmp_path / "census.jsonl"
+    assert hivebus("run", CENSUS, "--quiet", "--trace", str(trace)).returncode == 0
+    whole = hivebus("trace", str(trace))
+    assert whole.returncode == 0, whole.stderr
+    tree = whole.stdout.splitlines()
+    assert "hivebus → agent.researcher.inbox [Task] ⏱ " in tree[0]
+    assert tree[1].startswith("  ") and "researcher.work → memory.append" in tree[1]
+    assert any(
+        "researcher.work → tool.call [ToolCallRequest]" in line and "⇒ count_bees =" in line
+        for line in tree
+    )
+    assert "38 records (10 events, 14 requests, 14 replies) in 2 trees over " in whole.stdout
+    assert "LLM: 3 calls (0 failed), 94 tokens" in whole.stdout
+    assert "│ writer     │" in whole.stdout
+    writer = hivebus("trace", str(trace), "--agent", "writer")
+    assert writer.returncode == 0
+    assert "researcher.work" not in writer.stdout and "writer.work → llm.chat" in writer.stdout
+    assert "13 records (3 events, 5 requests, 5 replies) in 1 tree of agent 'writer'" in (
+        writer.stdout
+    )
+    summary = orjson.loads(hivebus("trace", str(trace), "--json").stdout)
+    assert summary["agents"]["researcher"]["tool_calls"] == 1
+    assert summary["llm"]["total_tokens"] == 94
+
+
+def test_a_plain_asyncio_program_is_watched_and_traced(tmp_path: Path) -> None:
+    trace = tmp_path / "plain.jsonl"
+    result = hivebus("run", PLAIN, "--trace", str(trace))
+    assert result.returncode == 0, result.stderr
+    assert not ESCAPES.search(result.stdout)
+    assert 'hivebus → calc  task "What is six times seven?"' in result.stdout
+    assert 'calc → tools  calculator({"expression":"6*7"})' in result.stdout
+    assert "answer: Based on calculator: 42." in result.stdout  # the program's own output
+    assert "│ calc  │" in result.stdout
+    assert {r.subject for r in read_trace(trace)} >= {"agent.calc.inbox", "llm.chat", "tool.call"}
+
+
+def test_json_prints_one_summary_object_last(tmp_path: Path) -> None:
+    result = hivebus("run", CENSUS, "--json", "--trace", str(tmp_path / "t.jsonl"))
+    assert result.returncode == 0, result.stderr
+    *before, last = result.stdout.splitlines()
+    assert before == ["Report: the north hive is home to 12000 bees."]  # the script's print only
+    summary = orjson.loads(last)
+    assert summary["status"] == "ok" and summary["script"] == CENSUS
+    assert summary["messages"] == 38
+    assert summary["llm"] == {
+        "calls": 3,
+        "errors": 0,
+        "prompt_tokens": 67,
+        "completion_tokens": 27,
+        "total_tokens": 94,
+        "cost": 0.0,
+    }
+    assert summary["agents"]["writer"] == summary["agents"]["writer"] | {
+        "tasks": 1,
+        "steps": 1,
+        "llm_calls": 1,
+        "tokens": 36,
+        "tool_calls": 0,
+        "errors": 0,
+    }
+
+
+def test_a_recorded_run_replays_identically_with_no_llm(tmp_path: Path) -> None:
+    cassette, recorded, replayed = (tmp_path / n for n in ("c.jsonl", "rec.jsonl", "rep.jsonl"))
+    record = hivebus("run", CENSUS, "--record", str(cassette), "--trace", str(recorded))
+    assert record.returncode == 0, record.stderr
+    assert f"recording to {cassette}" in record.stdout.splitlines()[0]
+    assert f"cassette: {cassette} (replay it: --replay {cassette})" in record.stdout
+    # The endpoint is configured but unreachable: a replay must not touch the network.
+    dead = clean_env(OPENAI_API_KEY="sk-test", OPENAI_BASE_URL="http://127.0.0.1:1/v1")
+    replay = hivebus("run", CENSUS, "--replay", str(cassette), "--trace", str(replayed), env=dead)
+    assert replay.returncode == 0, replay.stderr
+    assert f"LLM: replaying {cassette}" in replay.stdout.splitlines()[0]
+    assert "Report: the north hive is home to 12000 bees." in replay.stdout
+    same = hivebus("trace", "diff", str(recorded), str(replayed))
+    assert same.returncode == 0, same.stdout
+    assert same.stdout.startswith("identical: the 38 messages of ")
+
+
+def test_a_replay_without_any_endpoint_starts_no_mock(tmp_path: Path) -> None:
+    cassette = tmp_path / "c.jsonl"
+    assert hivebus("run", PLAIN, "--quiet", "--record", str(cassette), "--trace",
+                   str(tmp_path / "a.jsonl")).returncode == 0  # fmt: skip
+    replay = hivebus("run", PLAIN, "--replay", str(cassette), "--trace", str(tmp_path / "b.jsonl"))
+    assert replay.returncode == 0, replay.stderr
+    assert "answer: Based on calculator: 42." in replay.stdout
+    chat = [r for r in read_trace(tmp_path / "b.jsonl") if r.type == "ChatResult"]
+    assert chat and all(r.payload["endpoint"] == "primary" for r in chat)
+    diff = hivebus("trace", "diff", str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl"))
+    assert diff.returncode == 0, diff.stdout
+
+
+def test_trace_diff_finds_where_two_runs_part(tmp_path: Path) -> None:
+    north, south = tmp_path / "north.jsonl", tmp_path / "south.jsonl"
+    assert hivebus("run", CENSUS, "--quiet", "--trace", str(north)).returncode == 0
+    changed = hivebus("run", CENSUS, "--quiet", "--trace", str(south), "--", "--hive", "south")
+    assert changed.returncode == 0, changed.stderr
+    diff = hivebus("trace", "diff", str(north), str(south))
+    assert diff.returncode == 1
+    lines = diff.stdout.splitlines()
+    assert lines[0] == (
+        f"first divergence at message 8 in causation order "
+        f"(A: {north} line 8, 38 messages; B: {south} line 8, 38 messages)"
+    )
+    assert lines[1].startswith("  A: llm-gateway.chat → _INBOX.") and "[ChatResult]" in lines[1]
+    assert lines[3:] == [
+        "  field payload.message.tool_calls[0].function.arguments:",
+        '    A: "{\\"hive\\":\\"north\\"}"',
+        '    B: "{\\"hive\\":\\"south\\"}"',
+    ]
+
+
+def test_input_errors_are_one_line_and_a_nonzero_exit(tmp_path: Path) -> None:
+    bad_config = tmp_path / "bad.toml"
+    bad_config.write_text('[llm]\nmax_tokens = "lots"\n')
+    nothing = tmp_path / "nothing.py"
+    nothing.write_text("x = 1\n")
+    cases = {
+        "missing script": (["run", str(tmp_path / "nope.py")], "nope.py: no such file"),
+        "bad config": (
+            ["run", CENSUS, "--config", str(bad_config)],
+            "bad.toml: llm.max_tokens: expected int, got str",
+        ),
+        "nothing to run": (["run", str(nothing)], "nothing to run"),
+    }
+    for name, (args, message) in cases.items():
+        result = hivebus(*args)
+        assert result.returncode == 1, name
+        assert result.stderr.startswith("hivebus run: ") and message in result.stderr, name
+        assert len(result.stderr.splitlines()) == 1, (name, result.stderr)
+        assert result.stdout == "", name
+
+
+def test_an_unreachable_endpoint_is_reported_at_once(tmp_path: Path) -> None:
+    env = clean_env(OPENAI_API_KEY="sk-secret-key", OPENAI_BASE_URL="http://127.0.0.1:1/v1")
+    started = time.monotonic()
+    result = hivebus("run", CENSUS, "--trace", str(tmp_path / "t.jsonl"), env=env)
+    assert time.monotonic() - started < 15  # no retries with backoff first
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith(
+        "hivebus run: cannot reach the LLM endpoint 'primary' at http://127.0.0.1:1/v1: "
+        "connection refused"
+    )
+    assert "sk-secret-key" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_failing_scenario_reports_its_error_after_its_summary(tmp_path: Path) -> None:
+    result = hivebus("run", str(SCENARIOS / "failing.py"), "--trace", str(tmp_path / "t.jsonl"))
+    assert result.returncode == 1
+    assert "│ keeper │" in result.stdout  # what it did before failing
+    assert result.stderr == (
+        f"hivebus run: {SCENARIOS / 'failing.py'}: RuntimeError: the queen is missing\n"
+    )
+
+
+def test_without_trace_the_run_is_kept_under_hivebus_runs(tmp_path: Path) -> None:
+    env = clean_env(PYTHONPATH=str(ROOT))
+    result = hivebus("run", CENSUS, "--quiet", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (trace,) = (tmp_path / ".hivebus" / "runs").glob("hive_census-*.jsonl")
+    assert result.stdout.splitlines()[-1].endswith(f"trace {trace.relative_to(tmp_path)}")
+    assert len(read_trace(trace)) == 38
+
+
+@pytest.mark.parametrize(
+    ("command", "words"),
+    [
+        ([], ["run", "trace", "trace diff", "mock-llm", "examples:"]),
+        (
+            ["run"],
+            ["--config", "--trace", "--record", "--replay", "--quiet", "--json", "--verbose",
+             "--debug", "async def main(runtime)", "POLICY", "after `--`"],
+        ),
+        (["trace"], ["--agent", "--subject", "--json", "causation tree", "summary"]),
+        (["trace", "diff"], ["first difference", "ignored", "Exit status", "--json"]),
+    ],
+)  # fmt: skip
+def test_help_describes_every_command_and_option(command: list[str], words: list[str]) -> None:
+    result = hivebus(*command, "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())  # as it reads, whatever the line breaks
+    for word in words:
+        assert word in text, word
