@@ -9,6 +9,7 @@ as :class:`~agents.task.AgentEvent` on ``agent.<name>.events``, caused by the ta
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Sequence
 from typing import Any
@@ -173,30 +174,25 @@ class Agent(Actor):
         """Run one task to its final answer (or the error that ended it)."""
         run = _Run(self, task, ctx)
         timeout = task.timeout or self.deadline
+        deadline = asyncio.timeout(timeout)  # (asyncio's: a third of anyio's cost)
         try:
-            with anyio.fail_after(timeout):
+            async with deadline:
                 return await run.loop()
-        except TimeoutError:
-            error = TaskTimeout(
-                f"no final answer within {timeout:g}s (step {run.step})",
-                agent=self.name,
-                steps=run.step,
-            )
-            await run.event("failed", text=str(error), is_error=True)
-            raise error from None
-        except LLMError as exc:
-            if time.monotonic() < run.deadline - DEADLINE_SLACK:
+        except (TimeoutError, LLMError) as exc:
+            # An LLM call is given only the task's remaining time, so it may run out of it
+            # first: what ended the task is its deadline, whichever timer fired first.
+            llm = isinstance(exc, LLMError)
+            if not (deadline.expired() or (llm and run.past_deadline())):
                 await run.event("failed", text=f"{type(exc).__name__}: {exc}", is_error=True)
                 raise
-            # The LLM call had only the task's remaining time and ran out of it first:
-            # what ended the task is its deadline, whichever timer fired first.
+            last = f"; last: {exc}" if llm else ""
             error = TaskTimeout(
-                f"no final answer within {timeout:g}s (step {run.step}; last: {exc})",
+                f"no final answer within {timeout:g}s (step {run.step}{last})",
                 agent=self.name,
                 steps=run.step,
             )
             await run.event("failed", text=str(error), is_error=True)
-            raise error from exc
+            raise error from (exc if llm else None)
         except Exception as exc:
             await run.event("failed", text=f"{type(exc).__name__}: {exc}", is_error=True)
             raise
@@ -218,6 +214,9 @@ class _Run:
         self.handoff: tuple[str, str] | None = None  # (to whom, why), once the model asks
         self.started = time.monotonic()
         self.deadline = self.started + (task.timeout or agent.deadline)
+
+    def past_deadline(self) -> bool:
+        return time.monotonic() >= self.deadline - DEADLINE_SLACK
 
     async def event(self, kind: EventKind, **fields: Any) -> None:
         await self.ctx.publish(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Mapping
+from collections.abc import Awaitable, Coroutine, Generator, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -16,6 +16,19 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 _NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+
+
+class _Done:
+    """An awaitable that is already done (a publish that had nothing to wait for)."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[None, None, None]:
+        return
+        yield  # (a generator that is finished at once)
+
+
+DONE = _Done()
 
 
 class Context:
@@ -78,13 +91,20 @@ class Context:
         headers = self.envelope.headers
         return _NO_HEADERS if headers is None else headers
 
-    async def publish(
+    def publish(
         self, topic: Topic[T, Any], message: T, *, headers: Mapping[str, str] | None = None
-    ) -> None:
-        """Publish ``message`` as a consequence of the message being handled."""
-        await self._bus._publish(
-            topic, message, self.subscription.name, self.envelope.id, headers, self.subscription
-        )
+    ) -> Awaitable[None]:
+        """Publish ``message`` as a consequence of the message being handled; await it.
+
+        The message is routed at the call (errors such as :class:`BusClosed` are raised
+        there); what is awaited is only the wait for room in full ``block`` buffers, so a
+        publish that needs none costs no coroutine at all.
+        """
+        sub = self.subscription
+        blocked = self._bus._send(topic, message, sub.name, self.envelope.id, headers, True)
+        if blocked is None:
+            return DONE
+        return self._bus._overflow(blocked, origin=sub)
 
     def request(
         self,

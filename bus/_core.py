@@ -143,21 +143,6 @@ class Core:
                 waiter.set_result(None)
         self._idle_waiters.clear()
 
-    async def _publish(
-        self,
-        topic: Topic[Any, Any],
-        message: Any,
-        sender: str,
-        causation_id: str | None,
-        headers: Mapping[str, str] | None,
-        origin: Subscription | None,
-    ) -> None:
-        """Publish on behalf of ``origin``, the subscription whose handler is publishing
-        (None from outside a handler)."""
-        blocked = self._send(topic, message, sender, causation_id, headers, origin is not None)
-        if blocked is not None:
-            await self._overflow(blocked, origin=origin)
-
     def _send(
         self,
         topic: Topic[Any, Any],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable
@@ -192,9 +193,14 @@ class ToolExecutor(Actor):
         # The time limit starts once the tool may run: waiting for a slot is bounded by
         # the time limits of the calls holding the slots.
         async with limiter if limiter is not None else contextlib.nullcontext():
-            with anyio.move_on_after(timeout):
-                return await tool.invoke(arguments, ctx)
-        raise _TimedOut
+            deadline = asyncio.timeout(timeout)  # (asyncio's: a third of anyio's cost)
+            try:
+                async with deadline:
+                    return await tool.invoke(arguments, ctx)
+            except TimeoutError:
+                if deadline.expired():
+                    raise _TimedOut from None
+                raise  # the tool's own TimeoutError: an exception like any other
 
     def _unknown(self, name: str) -> str:
         if not self.tools:
