@@ -302,7 +302,7 @@ async def test_a_request_buffered_behind_an_inline_one_is_served_when_it_times_o
         return Pong(n=msg.n)
 
     bus.subscribe(RPC, serve)  # concurrency 1: the second waits in the buffer
-    first = asyncio.ensure_future(bus.request(RPC, Ping(n=0), timeout=0.1))
+    first = asyncio.ensure_future(bus.request(RPC, Ping(n=0), timeout=1))  # > any stall
     await anyio.wait_all_tasks_blocked()
     second = asyncio.ensure_future(bus.request(RPC, Ping(n=1), timeout=5))
     await anyio.wait_all_tasks_blocked()
