@@ -349,9 +349,12 @@ class Restarting(Actor):
         self.ready = True
         self.starts = 0
         self.ran_while_restarting: list[int] = []
+        self.resume = asyncio.Event()  # a restart's on_start waits for it
+        self.resume.set()
 
     async def on_start(self) -> None:
-        await anyio.sleep(0.05)
+        if self.starts:
+            await self.resume.wait()
         self.starts += 1
         self.ready = True
 
@@ -370,11 +373,15 @@ class Restarting(Actor):
 
 async def test_no_request_is_handled_while_its_actor_restarts(bus: Bus) -> None:
     actor = await bus.add(Restarting())
-    failing = asyncio.ensure_future(bus.request(RPC, Ping(n=0)))
+    actor.resume.clear()
     with pytest.raises(RemoteError, match="boom"):
-        await failing
+        await bus.request(RPC, Ping(n=0))
     assert not actor.ready  # the error came back at once; the restart is still going on
-    assert await bus.request(RPC, Ping(n=1)) == Pong(n=1)  # waited for the restart
+    asking = asyncio.ensure_future(bus.request(RPC, Ping(n=1)))
+    await anyio.wait_all_tasks_blocked()
+    assert not asking.done()  # waits for the restart
+    actor.resume.set()
+    assert await asking == Pong(n=1)
     assert actor.ran_while_restarting == [] and actor.starts == 2
 
 
