@@ -19,6 +19,7 @@ import msgspec
 
 from bus import Actor, Context, NoResponders, RemoteError, RequestTimeout, handler
 from tools import TOOL_CALL, Tool, ToolCallRequest, ToolResult
+from tools._schema import object_schema
 
 from .llm.client import chat
 from .llm.errors import LLMError
@@ -142,7 +143,8 @@ class Agent(Actor):
         if output_type is not None:
             self._response_format = ResponseFormatJsonSchema(
                 json_schema=JsonSchema(
-                    name=output_type.__name__, schema=msgspec.json.schema(output_type)
+                    name=output_type.__name__,
+                    schema=object_schema(output_type, f"agent {name!r}: output_type"),
                 )
             )
             self._output_decoder = msgspec.json.Decoder(output_type)

@@ -65,8 +65,10 @@ def read_signature(func: Callable[..., Any], tool: str, context_type: type) -> S
     return Signature(arguments, tuple(f[0] for f in fields), context_param)
 
 
-def object_schema(arguments: type[msgspec.Struct], tool: str) -> dict[str, Any]:
-    """The JSON schema of ``arguments``: an object with definitions inlined.
+def object_schema(arguments: type[msgspec.Struct], owner: str) -> dict[str, Any]:
+    """The JSON schema of ``arguments``: an object with definitions inlined (its root is
+    ``{"type": "object", ...}``, never a ``$ref``, as OpenAI's structured outputs need).
+    ``owner`` names what it is for in errors (``"tool 'add'"``).
 
     Definitions are inlined because many OpenAI-compatible servers handle ``$ref`` poorly;
     only recursive types (which cannot be inlined) stay in ``$defs``, referenced from the
@@ -77,7 +79,7 @@ def object_schema(arguments: type[msgspec.Struct], tool: str) -> dict[str, Any]:
             [arguments], ref_template=_REF_PREFIX + "{name}"
         )
     except (TypeError, ValueError) as exc:  # a type or default with no JSON form
-        raise TypeError(f"tool {tool!r}: no JSON schema for its parameters: {exc}") from exc
+        raise TypeError(f"{owner}: no JSON schema: {exc}") from exc
     kept: set[str] = set()
     schema: dict[str, Any] = _inline(root, defs, (), kept)
     schema.pop("title", None)

@@ -88,7 +88,7 @@ class Tool(Generic[P, R]):
         self.timeout = timeout  # None: the executor's default
         self.concurrency = concurrency  # None: bounded by the executor's only
         signature = read_signature(func, self.name, ToolContext)
-        self.parameters = object_schema(signature.arguments, self.name)  # treat as read-only
+        self.parameters = object_schema(signature.arguments, f"tool {self.name!r}")  # read-only
         self._fields = signature.fields
         self._context_param = signature.context_param
         self._decoder = msgspec.json.Decoder(signature.arguments, strict=True)

@@ -19,6 +19,7 @@ import msgspec
 
 from bus import Actor, Context, HivebusError, handler
 from tools import Tool
+from tools._schema import object_schema
 
 from ..llm.client import chat
 from ..llm.messages import ChatRequest, ChatResult
@@ -75,7 +76,7 @@ CombineFunction = Callable[[str, Sequence[SubtaskResult]], str | Awaitable[str]]
 """Combines the workers' results (in the plan's order) into the answer to the task."""
 
 _PLAN_FORMAT = ResponseFormatJsonSchema(
-    json_schema=JsonSchema(name="Plan", schema=msgspec.json.schema(Plan))
+    json_schema=JsonSchema(name="Plan", schema=object_schema(Plan, "the supervisor's Plan"))
 )
 _PLAN_DECODER = msgspec.json.Decoder(Plan)
 

@@ -402,3 +402,20 @@ async def test_max_steps_spent_on_invalid_output_says_so() -> None:
         )
         with pytest.raises(MaxStepsExceeded, match=r"its answers did not validate"):
             await ask(w.bus, "picky", "how far?")
+
+
+class Finding(msgspec.Struct, frozen=True, kw_only=True):
+    claim: str
+
+
+class Report(msgspec.Struct, frozen=True, kw_only=True):
+    title: str
+    findings: list[Finding]
+
+
+def test_the_output_schema_is_an_object_at_its_root_as_openai_requires() -> None:
+    agent = Agent("reporter", "You are reporter.", output_type=Report)
+    assert agent._response_format is not None
+    schema = agent._response_format.json_schema.schema
+    assert schema is not None and schema["type"] == "object" and "$ref" not in schema
+    assert schema["properties"]["findings"]["items"]["properties"] == {"claim": {"type": "string"}}
