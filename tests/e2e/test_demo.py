@@ -46,8 +46,32 @@ def test_scripts_demo_passes_its_arguments_to_the_demo(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "installing" not in result.stdout  # .venv is reused, not reinstalled
-    assert f"trace: {trace}" in result.stdout
+    assert f"trace {trace}" in result.stdout  # the closing line points at the trace
     assert read_trace(trace)
+
+
+def test_scripts_demo_runs_the_research_team_on_the_mock_with_its_live_view(
+    tmp_path: Path,
+) -> None:
+    env = {"PATH": "/usr/bin:/bin", "COLUMNS": "160", "OPENAI_API_KEY": "sk-not-used-by-demo"}
+    trace = tmp_path / "demo.jsonl"
+    result = subprocess.run(
+        ["scripts/demo", "--trace", str(trace)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=env,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "\x1b[" not in out  # piped: plain lines, no terminal codes
+    assert "planner → llm" in out and "researcher → tools  library_search(" in out
+    assert "Inside the honey bee colony" in out  # the structured report
+    assert "review: text_mention: 'APPROVED' by critic" in out
+    assert "│ researcher │" in out and f"trace: {trace}" in out
+    assert "sk-not-used-by-demo" not in out  # the demo ignores a configured key
 
 
 def test_the_demo_with_its_live_view_renders_the_exchange(tmp_path: Path) -> None:
