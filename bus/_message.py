@@ -16,8 +16,14 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-class Message(msgspec.Struct, frozen=True, kw_only=True):
-    """Base class for everything published on the bus: a frozen, keyword-only msgspec Struct."""
+class Message(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """Base class for everything published on the bus: a frozen, keyword-only msgspec Struct.
+
+    Messages are values, so they are not tracked by the garbage collector (``gc=False``):
+    with thousands of loops in flight, the collector walking every message was a fifth of
+    the CPU. Never make a message part of a reference cycle (a mutable field holding the
+    message itself): such a cycle would not be collected.
+    """
 
 
 class Topic(Generic[T, R]):

@@ -18,8 +18,9 @@ import msgspec
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
 
 
-class _Wire(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """Base of the wire Structs: frozen, keyword-only, unset fields left out when encoded."""
+class _Wire(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """Base of the wire Structs: frozen, keyword-only, unset fields left out when encoded;
+    values, not tracked by the garbage collector (see :class:`bus.Message`)."""
 
 
 # -- content parts ------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import msgspec
 import pytest
 
@@ -84,3 +86,12 @@ async def test_a_request_blocked_on_a_full_buffer_times_out_with_its_own_timeout
         gate.set()
     await bus.drain()
     assert bus.stats().balanced
+
+
+class Batch(Message, frozen=True, kw_only=True):
+    items: list[int]
+
+
+def test_messages_are_values_the_garbage_collector_does_not_walk() -> None:
+    assert not gc.is_tracked(Batch(items=[1, 2]))
+    assert not gc.is_tracked(Ping(n=1))
