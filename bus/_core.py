@@ -354,7 +354,7 @@ class Core:
             if topic.is_pattern:
                 raise InvalidSubject(topic.subject, "cannot request a wildcard pattern")
             route = self._router.route(topic.subject)
-        if not route.subs and not route.groups:
+        if not (route.answers if topic.reply is not None else route.has_targets):
             self._no_responders += 1
             route.counter.published += 1
             route.counter.unrouted += 1
@@ -377,7 +377,7 @@ class Core:
         )
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
-        pending = PendingRequest(future, topic.subject, timeout)
+        pending = PendingRequest(future, topic.subject, timeout, topic.reply is not None)
         self._requests[env_id] = pending
         self._requests_sent += 1
         tick = self._deadlines.watch(loop, pending)
@@ -420,6 +420,10 @@ class Core:
         """Answer the request ``env`` with ``result`` (or ``error``)."""
         reply_to = env.reply_to
         assert reply_to is not None
+        if sub.topic.reply is None:  # a subscriber with no reply type may only watch
+            watched = self._requests.get(env.correlation_id)  # type: ignore[arg-type]
+            if watched is not None and watched.expects_reply:
+                return
         payload: Any = result
         if error is not None:
             describe = getattr(error, "remote_details", None)

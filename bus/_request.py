@@ -23,6 +23,7 @@ class PendingRequest:
     __slots__ = (
         "abandoned",
         "cancelled",
+        "expects_reply",
         "future",
         "inline",
         "interrupted",
@@ -32,10 +33,15 @@ class PendingRequest:
         "timeout",
     )
 
-    def __init__(self, future: asyncio.Future[Any], subject: str, timeout: float) -> None:
+    def __init__(
+        self, future: asyncio.Future[Any], subject: str, timeout: float, expects_reply: bool
+    ) -> None:
         self.future = future
         self.subject = subject
         self.timeout = timeout
+        # The topic names a reply type: only subscriptions whose topic names one answer
+        # (a catch-all watcher gets the request too, but its return value is no reply).
+        self.expects_reply = expects_reply
         self.tasks: list[asyncio.Task[Any]] = []
         self.cancelled: list[asyncio.Task[Any]] = []
         self.abandoned = False

@@ -62,7 +62,7 @@ class QueueGroup:
 class Route:
     """Where a message on one subject goes."""
 
-    __slots__ = ("counter", "direct", "groups", "single", "subs", "taps")
+    __slots__ = ("answers", "counter", "direct", "groups", "single", "subs", "taps")
 
     def __init__(
         self,
@@ -83,7 +83,13 @@ class Route:
             direct = subs[0]
         elif not subs and len(groups) == 1 and len(groups[0].members) == 1:
             direct = groups[0].members[0]
-        self.direct = direct if direct is not None and direct._handler is not None else None
+        # (only a subscriber whose topic names a reply type answers a typed request)
+        if direct is not None and (direct._handler is None or direct.topic.reply is None):
+            direct = None
+        self.direct = direct
+        self.answers = any(sub.topic.reply is not None for sub in subs) or any(
+            member.topic.reply is not None for group in groups for member in group.members
+        )
 
     @property
     def has_targets(self) -> bool:

@@ -13,6 +13,7 @@ from bus import (
     Bus,
     Context,
     DeadLetter,
+    Message,
     NoResponders,
     RemoteError,
     RequestTimeout,
@@ -352,3 +353,20 @@ async def test_a_request_timeout_must_be_positive(bus: Bus) -> None:
         with pytest.raises(ValueError, match="request timeout must be > 0 seconds"):
             await bus.request(RPC, Ping(n=1), timeout=bad)
     assert bus.stats().requests == 0
+
+
+async def test_a_catch_all_watcher_is_no_responder(bus: Bus) -> None:
+    watched: list[object] = []
+    bus.subscribe(Topic(">", Message), watched.append)
+    with pytest.raises(NoResponders):  # the watcher alone does not answer a typed request
+        await bus.request(RPC, Ping(n=1), timeout=1)
+
+    async def slow_double(msg: Ping) -> Pong:
+        await anyio.sleep(0.01)
+        return Pong(n=msg.n * 2)
+
+    bus.subscribe(RPC, slow_double)
+    assert await bus.request(RPC, Ping(n=2), timeout=5) == Pong(n=4)  # not the watcher's None
+    await bus.drain()
+    assert Ping(n=2) in watched  # it saw the request all the same
+    assert bus.stats().late_replies == 0
