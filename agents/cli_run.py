@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import shutil
 import sys
 import traceback
 from dataclasses import dataclass
@@ -186,6 +188,14 @@ def _report(
         _say(console, headline(summary))
         if options.record is not None:
             _say(console, f"cassette: {options.record} (replay it: --replay {options.record})")
-        _say(console, f"trace: {trace_path} (read it: hivebus trace {trace_path})")
+        _say(console, f"trace: {trace_path} (read it: {_hivebus()} trace {trace_path})")
     if outcome.error is not None:
         print(f"hivebus run: {outcome.error}", file=sys.stderr, flush=True)
+
+
+def _hivebus() -> str:
+    """How to call hivebus again from here: the venv's script when it is not on PATH."""
+    script = os.path.join(os.path.dirname(sys.executable), "hivebus")
+    if shutil.which("hivebus") == script or not os.path.exists(script):
+        return "hivebus"
+    return os.path.relpath(script) if not os.path.relpath(script).startswith("..") else script

@@ -42,7 +42,7 @@ def test_a_run_shows_the_exchange_the_table_and_the_trace(
     assert 'hivebus → researcher  task "How many bees live in the hive?"' in out
     assert "Report: the north hive is home to 12000 bees." in out  # the script's own print
     assert "│ researcher │" in out and "│ writer     │" in out
-    assert f"trace: {trace} (read it: hivebus trace {trace})" in out
+    assert f"trace: {trace} (read it: " in out and f"hivebus trace {trace})" in out
     assert read_trace(trace)[0].subject == "agent.researcher.inbox"
 
 

@@ -69,7 +69,11 @@ def test_a_scenario_runs_to_its_table_and_trace(tmp_path: Path) -> None:
     assert [row.split("│")[1].strip() for row in table] == ["researcher", "writer", "total"]
     assert re.search(r"│ researcher │\s+1 │\s+2 │\s+2 │\s+58 │ \$0\.0000 │\s+1 │\s+0 │", out)
     assert "38 messages · 3 LLM calls · 94 tokens · $0.0000 · 1 tool call · 0 errors" in out
-    assert lines[-1] == f"trace: {trace} (read it: hivebus trace {trace})"
+    # the command as it can be typed here: .venv/bin/hivebus when hivebus is not on PATH
+    assert lines[-1] in (
+        f"trace: {trace} (read it: hivebus trace {trace})",
+        f"trace: {trace} (read it: .venv/bin/hivebus trace {trace})",
+    )
     assert read_trace(trace)[0].type == "Task"
 
 
