@@ -8,6 +8,7 @@ by the tool, and the tool executor hands it to the calling model as an error res
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable
 from typing import Annotated
 
@@ -18,7 +19,6 @@ from tools import Tool, ToolContext
 
 from ..task import (
     ASK_MARGIN,
-    DEFAULT_TASK_DEADLINE,
     AgentResult,
     Task,
     TaskTimeout,
@@ -53,18 +53,17 @@ def agent_tool(
     Each call is a new conversation for the delegate. ``timeout`` bounds the delegate's
     task (default: its own deadline); the tool's time limit in the executor follows it.
     """
-    budget = timeout or DEFAULT_TASK_DEADLINE
+    # No timeout: the delegate's own deadline, which only it knows (it always ends by it).
+    wait = math.inf if timeout is None else timeout + ASK_MARGIN
 
     async def delegate(task: TaskText, ctx: ToolContext) -> str:
         request = Task(content=task, timeout=timeout)
         try:
-            result = await ctx.request(inbox_topic(agent), request, timeout=budget + ASK_MARGIN)
+            result = await ctx.request(inbox_topic(agent), request, timeout=wait)
         except RequestTimeout:
-            raise TaskTimeout(f"no answer within {budget:g}s", agent=agent) from None
+            raise TaskTimeout(f"no answer within {timeout:g}s", agent=agent) from None
         except RemoteError as exc:
             raise restore(exc) from exc
         return answer_text(result)
 
-    return Tool(
-        delegate, name=name or agent, description=description, timeout=budget + 2 * ASK_MARGIN
-    )
+    return Tool(delegate, name=name or agent, description=description, timeout=wait + ASK_MARGIN)

@@ -12,6 +12,7 @@ naming it.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 
@@ -286,10 +287,11 @@ async def run_group_chat(
     handler's context (the chat is then part of its causation tree).
     """
     task = GroupChatTask(content=content, conversation_id=conversation_id, timeout=timeout)
-    budget = timeout or DEFAULT_TASK_DEADLINE
+    # No timeout: the chat's own deadline, which only it knows (it always ends by it).
+    wait = math.inf if timeout is None else timeout + ASK_MARGIN
     try:
-        return await via.request(chat_inbox_topic(chat), task, timeout=budget + ASK_MARGIN)
+        return await via.request(chat_inbox_topic(chat), task, timeout=wait)
     except RequestTimeout:
-        raise GroupChatTimeout(f"no result within {budget:g}s", chat=chat) from None
+        raise GroupChatTimeout(f"no result within {timeout:g}s", chat=chat) from None
     except RemoteError as exc:
         raise restore_error(exc) from exc

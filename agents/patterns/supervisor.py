@@ -9,6 +9,7 @@ the subtasks, sent all at once, are spread over them round-robin.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -154,10 +155,14 @@ class Supervisor(Actor):
         """Plan, fan out, combine: the answer to one task."""
         run = _SupervisorRun(self, task, ctx)
         timeout = task.timeout or self.deadline
+        deadline = asyncio.timeout(timeout)
         try:
-            with anyio.fail_after(timeout):
+            async with deadline:
                 return await run.run()
         except TimeoutError:
+            if not deadline.expired():  # a plan/combine function's own time-out: its error
+                await run.event("failed", text="TimeoutError", is_error=True)
+                raise
             error = TaskTimeout(
                 f"no final answer within {timeout:g}s", agent=self.name, steps=run.steps
             )

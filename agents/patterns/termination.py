@@ -103,8 +103,10 @@ class AllOf(_Composite):
         return " and ".join(met) if len(met) == len(reasons) else None
 
     def time_left(self, state: ChatState) -> float | None:
-        times = [t for c in self.conditions if (t := c.time_left(state)) is not None]
-        return max(times) if len(times) == len(self.conditions) else None
+        # Parts already met wait for nothing: the time the others need is what is left.
+        pending = [c for c in self.conditions if c.check(state) is None]
+        times = [t for c in pending if (t := c.time_left(state)) is not None]
+        return max(times) if pending and len(times) == len(pending) else None
 
     def __repr__(self) -> str:
         return "(" + " & ".join(map(repr, self.conditions)) + ")"
