@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
+import logging
 import os
 import shutil
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +40,9 @@ from .scenario import (
     run_program,
     with_mode,
 )
+
+LIBRARY_LOGGER = "hivebus"
+"""The parent of hivebus's loggers (``hivebus.bus``, ``hivebus.tools``, ``hivebus.trace``...)."""
 
 
 def _path(value: str | None) -> Path | None:
@@ -90,7 +97,7 @@ def run_scenario(options: RunOptions) -> int:
     config = with_mode(configured, record=options.record, replay=options.replay)
     check_endpoints(config.llm)
     if options.record is not None:
-        options.record.unlink(missing_ok=True)  # a cassette holds one run, not two
+        _start_cassette(options.record)
     trace_path = options.trace or default_trace_path(scenario.path)
     writer = TraceWriter(trace_path)
     try:
@@ -102,11 +109,61 @@ def run_scenario(options: RunOptions) -> int:
     if not (options.quiet or options.json):
         view = LiveView(console, verbose=options.verbose, model=config.llm.model)
         _say(console, f"hivebus run {scenario.path} · {_llm_text(config)} · trace {trace_path}")
-    with RunObserver(writer, view).observing():
+    quiet_logs = library_logs(shown=options.verbose or options.debug)
+    with quiet_logs, RunObserver(writer, view).observing():
         outcome = _execute(scenario, config, options, uses_mock=configured.llm.uses_mock)
     summary = summarize(read_trace(trace_path))
     _report(console, options, config, summary, outcome, scenario, trace_path)
     return outcome.code
+
+
+def _start_cassette(path: Path) -> None:
+    """Make ``path`` an empty cassette (a cassette holds one run, not two), or say at once
+    why it cannot be written, rather than at the first LLM call."""
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
+        for folder in path.parents:  # mkdir would call a file on the way "File exists"
+            if folder.exists():
+                if not folder.is_dir():
+                    raise NotADirectoryError(errno.ENOTDIR, f"{folder} is not a folder")
+                break
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb"):
+            pass
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ScenarioError(f"--record {path}: cannot write the cassette: {reason}") from None
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to ``sys.stderr`` as it is when a record comes (the live view redirects it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(self.format(record), file=sys.stderr, flush=True)
+        except Exception:  # noqa: BLE001 - as logging.StreamHandler: never raise
+            self.handleError(record)
+
+
+@contextmanager
+def library_logs(*, shown: bool) -> Iterator[None]:
+    """Keep hivebus's own log records (``hivebus.bus``, ``hivebus.tools``...) off stderr
+    while the block runs, errors aside: a failed handler, a dead letter or a restarted
+    actor is already in the trace and the live view, and the run's failure is told in
+    one line at the end. ``shown`` (``--verbose``, ``--debug``) lets warnings through too.
+    The ``hivebus`` logger's handlers and propagation are restored on exit."""
+    logger = logging.getLogger(LIBRARY_LOGGER)
+    handlers, propagate = list(logger.handlers), logger.propagate
+    handler = _StderrHandler(logging.NOTSET if shown else logging.ERROR)
+    handler.setFormatter(logging.Formatter("%(name)s: %(levelname)s: %(message)s"))
+    logger.handlers = [handler]
+    logger.propagate = False  # nor through the root's handlers (or Python's last resort)
+    try:
+        yield
+    finally:
+        logger.handlers = handlers
+        logger.propagate = propagate
 
 
 def _llm_text(config: Config) -> str:

@@ -3,7 +3,9 @@
 Works on :class:`bus.trace.TraceRecord` (payloads as plain data, secrets already
 redacted), so the live view of ``hivebus run`` and the tree of ``hivebus trace`` say the
 same thing. The agent side's messages (tasks, LLM calls, tool calls, agent events) are
-recognised by their subject and type; anything else is shown as clipped JSON.
+recognised by their subject and type; anything else is shown as clipped JSON. What the
+models and programs said is shown with its control characters as escapes (``\\x1b``), so
+that it cannot drive the terminal (:func:`bus.trace.visible`).
 """
 
 from __future__ import annotations
@@ -13,25 +15,35 @@ from typing import Any
 
 import orjson
 
-from bus.trace import TraceNode, TraceRecord, payload_summary
+from bus.trace import TraceNode, TraceRecord, payload_summary, visible
 
 TEXT_CHARS = 80  # how much of a task, an answer or a tool result a line shows
 ARGUMENT_CHARS = 60
 
 
-def clip(text: str | None, width: int = TEXT_CHARS) -> str:
-    """``text`` on one line, at most ``width`` characters."""
-    flat = " ".join((text or "").split())
+def _cut(flat: str, width: int) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
+def _fold(text: str | None) -> str:
+    return " ".join((text or "").split())
+
+
+def clip(text: str | None, width: int = TEXT_CHARS) -> str:
+    """``text`` on one line, at most ``width`` characters, its control characters as
+    escapes (``\\x1b``: see :func:`bus.trace.visible`)."""
+    return _cut(visible(_fold(text)), width)
+
+
 def quoted(text: str | None, width: int = TEXT_CHARS) -> str:
-    return orjson.dumps(clip(text, width)).decode()
+    """``text`` on one line, clipped, as a JSON string (control characters as JSON
+    escapes: ``\\u001b``)."""
+    return visible(orjson.dumps(_cut(_fold(text), width)).decode(), json=True)
 
 
 def actor(sender: str) -> str:
     """The actor part of a sender (``researcher.work`` → ``researcher``)."""
-    return sender.split(".", 1)[0] if sender else "?"
+    return visible(sender.split(".", 1)[0]) if sender else "?"
 
 
 def agent_of_subject(subject: str) -> str | None:
@@ -46,14 +58,14 @@ def target(record: TraceRecord) -> str:
     """Whom a request or event is for, in a word: an agent, ``llm``, ``tools``, ``memory``."""
     agent = agent_of_subject(record.subject)
     if agent is not None:
-        return agent
+        return visible(agent)
     if record.subject == "llm.chat":
         return "llm"
     if record.subject == "tool.call":
         return "tools"
     if record.subject.startswith("memory."):
         return "memory"
-    return record.subject
+    return visible(record.subject)
 
 
 def is_error(record: TraceRecord) -> bool:
@@ -209,7 +221,12 @@ _BY_TYPE: dict[str, Renderer] = {
 
 def describe(record: TraceRecord, *, model: str = "default model") -> str:
     """The payload of ``record`` as a short line (clipped JSON for unknown messages);
-    ``model`` names the model of LLM calls that leave it to the gateway."""
+    ``model`` names the model of LLM calls that leave it to the gateway. Control and
+    format characters (escape sequences...) are shown as escapes, never sent as they are."""
+    return visible(_describe(record, model))
+
+
+def _describe(record: TraceRecord, model: str) -> str:
     payload = record.payload
     if not isinstance(payload, dict):
         return payload_summary(payload, TEXT_CHARS)

@@ -25,6 +25,7 @@ from bus.trace import (
     prune,
     read_trace,
     select,
+    visible,
 )
 
 from .describe import actor, describe, describe_node
@@ -176,10 +177,13 @@ def _diff_lines(a: str, b: str, d: Divergence) -> list[str]:
             lines.append(f"  {label}: (ends before this message)")
         else:
             lines.append(
-                f"  {label}: {record.sender} → {record.subject} [{record.type}] {describe(record)}"
+                visible(
+                    f"  {label}: {record.sender} → {record.subject} [{record.type}] "
+                    f"{describe(record)}"
+                )
             )
     if d.field:
-        lines.append(f"  field {d.field}:")
+        lines.append(visible(f"  field {d.field}:"))
         lines.append(f"    A: {_value(d.value_a)}")
         lines.append(f"    B: {_value(d.value_b)}")
     return lines
@@ -192,7 +196,7 @@ def _at_line(line: int | None) -> str:
 def _value(value: Any) -> str:
     if value is MISSING:
         return "(missing)"
-    text = orjson.dumps(value).decode()
+    text = visible(orjson.dumps(value).decode(), json=True)
     return text if len(text) <= VALUE_CHARS else text[: VALUE_CHARS - 1] + "…"
 
 

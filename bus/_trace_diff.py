@@ -5,11 +5,20 @@ durations measured along the way always differ. So both traces are first put in 
 canonical form:
 
 - messages in causation order (each message, then what its handling caused, then its
-  reply), which does not depend on how concurrent work happened to interleave;
+  reply). It does not depend on how concurrent work happened to interleave: the work
+  caused by different messages is apart in their subtrees, and the messages one handler
+  sent are in the order it sent them, each call's together (a tool call with the events
+  that report it, see :func:`build_tree`), so the parallel tool calls of one step
+  compare equal whichever finished first;
 - envelope ids replaced by the position of their message (``#7``), wherever they appear
   (``causation_id``, a ``conversation_id`` that is a task's id, an ``_INBOX`` subject...);
-- payload ids (:data:`RENUMBERED_FIELDS`) numbered in order of first appearance;
-- fields that measure time (:data:`VOLATILE_FIELDS`) left out.
+- ids an LLM mints per run (tool call ids: :data:`RENUMBERED_FIELDS`) numbered in order
+  of first appearance;
+- the clock readings of hivebus's own messages (:data:`VOLATILE_FIELDS`: latencies,
+  durations, the ``timeout`` budget of a request) left out.
+
+Only those: a field of a user's message is compared as it is, whatever its name (an
+``Order.id``, a ``duration``).
 
 What is left must be equal, message by message; the first field that is not is the answer.
 """
@@ -17,7 +26,7 @@ What is left must be equal, message by message; the first field that is not is t
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -26,14 +35,34 @@ from ._trace_tree import TraceNode, build_tree
 if TYPE_CHECKING:
     from .trace import TraceRecord
 
-VOLATILE_FIELDS: Final = frozenset(
-    {"timestamp", "latency", "duration", "elapsed", "created", "took", "timeout"}
-)
-"""Payload fields (at any depth) read from the clock, so different in every run: times,
-durations, and ``timeout``, which requests carry as the budget left at sending time."""
+VOLATILE_FIELDS: Final[Mapping[str, frozenset[str]]] = {
+    "ChatRequest": frozenset({"timeout"}),
+    "Task": frozenset({"timeout"}),
+    "GroupChatTask": frozenset({"timeout"}),
+    "ChatResult": frozenset({"latency"}),
+    "AgentResult": frozenset({"duration"}),
+    "GroupChatResult": frozenset({"duration"}),
+    "ChatCompletion": frozenset({"created"}),
+    "ChatCompletionChunk": frozenset({"created"}),
+}
+"""Payload fields read from the clock, so different in every run, by message type: the
+latency and duration hivebus measures, and the ``timeout`` its requests carry (the budget
+left at sending time). Left out, and so is the ``timestamp`` of a dead letter's envelope
+(whose payload is taken as its message's type). A field of the same name in any other
+message (a user's ``duration``, ``timeout``) is compared as it is."""
 
-RENUMBERED_FIELDS: Final = frozenset({"id", "call_id", "tool_call_id"})
-"""Payload fields holding ids minted per run: compared by order of first appearance."""
+RENUMBERED_FIELDS: Final[Mapping[str, frozenset[str]]] = {
+    "ToolCallRequest": frozenset({"call_id"}),
+    "ToolResult": frozenset({"call_id"}),
+    "AgentEvent": frozenset({"call_id"}),
+    "ChatCompletion": frozenset({"id"}),
+    "ChatCompletionChunk": frozenset({"id"}),
+}
+"""Payload fields holding ids an LLM mints per run (tool call ids, completion ids), by
+message type: compared by order of first appearance. So are, in any payload, the ids of
+tool calls and the ``tool_call_id`` of tool messages in the OpenAI wire format (a
+``{"type": "function", "id", "function": {...}}`` object, a ``{"role": "tool",
+"tool_call_id"}`` message). Any other ``id`` (a user's ``Order.id``) is compared as it is."""
 
 ENVELOPE_FIELDS: Final = (
     "subject",
@@ -132,7 +161,8 @@ def diff_traces(a: Sequence[TraceRecord], b: Sequence[TraceRecord]) -> Divergenc
 
 def causation_order(records: Sequence[TraceRecord]) -> list[TraceRecord]:
     """Each message, then (recursively) the messages its handling caused, then its reply;
-    the trees in time order, and replies to requests the trace lacks at the end."""
+    siblings in the order :func:`build_tree` gives them, and replies to requests the trace
+    lacks at the end."""
     ordered: list[TraceRecord] = []
 
     def visit(node: TraceNode) -> None:
@@ -157,10 +187,15 @@ def canonical(records: Sequence[TraceRecord]) -> list[_Canonical]:
     ordered = causation_order(records)
     positions = {record.id: f"#{n}" for n, record in enumerate(ordered, 1)}
     prefixes = {m["prefix"] for r in records if (m := _ENVELOPE_ID.match(r.id))}
-    normalise = _Normaliser(positions, prefixes)
+    normalise = _Normaliser(positions, prefixes, {record.id: record.type for record in records})
     result = []
     for record in ordered:
-        form = {name: normalise(getattr(record, name), name) for name in ENVELOPE_FIELDS}
+        form = {
+            name: normalise.payload(record.payload, record.type)
+            if name == "payload"
+            else normalise(getattr(record, name))
+            for name in ENVELOPE_FIELDS
+        }
         result.append(_Canonical(lines[id(record)], record, form))
     return result
 
@@ -168,20 +203,53 @@ def canonical(records: Sequence[TraceRecord]) -> list[_Canonical]:
 class _Normaliser:
     """Replaces run-specific ids in plain data (see the module's docstring)."""
 
-    def __init__(self, positions: dict[str, str], prefixes: set[str]) -> None:
+    def __init__(
+        self, positions: dict[str, str], prefixes: set[str], types: dict[str, str]
+    ) -> None:
         self.positions = positions
+        self.types = types  # the type of each message by its envelope id
         self.renumbered: dict[str, str] = {}
         alternatives = "|".join(sorted(map(re.escape, prefixes), key=len, reverse=True))
         self.pattern = re.compile(rf"({alternatives})(?:-(\d+))?") if prefixes else None
 
-    def __call__(self, value: Any, key: str = "") -> Any:
+    def payload(self, value: Any, type_name: str) -> Any:
+        """A payload of message type ``type_name``: its clock readings left out and the
+        ids minted per run renumbered (:data:`VOLATILE_FIELDS`, :data:`RENUMBERED_FIELDS`)."""
+        if not isinstance(value, dict):
+            return self(value)
+        volatile = VOLATILE_FIELDS.get(type_name, frozenset())
+        renumbered = RENUMBERED_FIELDS.get(type_name, frozenset())
+        form: dict[str, Any] = {}
+        for key, item in value.items():
+            if key in volatile:
+                continue
+            if key in renumbered and isinstance(item, str):
+                form[key] = self.renumber(item)
+            elif key == "envelope" and type_name == "DeadLetter" and isinstance(item, dict):
+                form[key] = self.envelope(item)
+            else:
+                form[key] = self(item)
+        return form
+
+    def envelope(self, value: dict[str, Any]) -> dict[str, Any]:
+        """A dead letter's envelope: its payload as that of its message (by its id)."""
+        type_name = self.types.get(str(value.get("id")), "")
+        return {
+            key: self.payload(item, type_name) if key == "payload" else self(item)
+            for key, item in value.items()
+            if key != "timestamp"
+        }
+
+    def renumber(self, value: str) -> str:
+        return self.renumbered.setdefault(value, f"<id {len(self.renumbered) + 1}>")
+
+    def __call__(self, value: Any) -> Any:
         if isinstance(value, dict):
-            return {k: self(v, k) for k, v in value.items() if k not in VOLATILE_FIELDS}
+            minted = _minted_key(value)
+            return {k: self.renumber(v) if k == minted else self(v) for k, v in value.items()}
         if isinstance(value, list):
-            return [self(v, key) for v in value]
+            return [self(v) for v in value]
         if isinstance(value, str):
-            if key in RENUMBERED_FIELDS:
-                return self.renumbered.setdefault(value, f"<id {len(self.renumbered) + 1}>")
             return self.text(value)
         return value
 
@@ -196,6 +264,24 @@ class _Normaliser:
         if match[2] is None:
             return "<bus>"
         return self.positions.get(match[0], "<id>")
+
+
+_TOOL_CALL_KEYS: Final = frozenset({"id", "type", "function", "custom", "index"})
+
+
+def _minted_key(value: dict[str, Any]) -> str | None:
+    """The key of the id an LLM minted in ``value``, if it is a tool call (``id``) or a
+    tool message (``tool_call_id``) of the OpenAI wire format."""
+    if value.get("role") == "tool" and isinstance(value.get("tool_call_id"), str):
+        return "tool_call_id"
+    if (
+        isinstance(value.get("id"), str)
+        and value.get("type", "function") in ("function", "custom")
+        and (isinstance(value.get("function"), dict) or isinstance(value.get("custom"), dict))
+        and _TOOL_CALL_KEYS.issuperset(value)
+    ):
+        return "id"
+    return None
 
 
 def _first_difference(x: Any, y: Any, path: str) -> tuple[str, Any, Any] | None:

@@ -27,6 +27,7 @@ from ._trace_tree import (
     payload_summary,
     prune,
     select,
+    visible,
 )
 from .errors import HivebusError
 
@@ -72,6 +73,7 @@ __all__ = [
     "redact",
     "select",
     "to_record",
+    "visible",
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -158,3 +159,97 @@ def test_one_line_reaches_into_single_exception_groups() -> None:
     group = ExceptionGroup("outer", [ValueError("inner\nsecond line")])
     assert one_line(group) == "ValueError: inner"
     assert one_line(KeyError()) == "KeyError"
+
+
+@pytest.mark.parametrize("where", ["folder", "under a file", "under a file, deeper"])
+def test_an_unwritable_cassette_is_an_input_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder")
+    record = {
+        "folder": tmp_path,
+        "under a file": a_file / "c.jsonl",
+        "under a file, deeper": a_file / "sub" / "c.jsonl",
+    }[where]
+    trace = tmp_path / "t.jsonl"
+    assert main(["run", CENSUS, "--record", str(record), "--trace", str(trace)]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"hivebus run: --record {record}: cannot write the cassette: ")
+    assert len(captured.err.splitlines()) == 1 and "Traceback" not in captured.err
+    assert captured.out == "" and not trace.exists()  # refused before anything ran
+    assert a_file.read_text() == "not a folder"
+
+
+def test_record_starts_a_fresh_cassette(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cassette = tmp_path / "new" / "c.jsonl"
+    path = write(tmp_path, "async def main(runtime):\n    pass\n")  # no LLM call
+    args = ["run", path, "--quiet", "--trace", str(tmp_path / "t.jsonl")]
+    assert main([*args, "--record", str(cassette)]) == 0
+    assert cassette.read_bytes() == b""  # written up front, empty: a run of no LLM calls
+    cassette.write_text("an old run\n")
+    assert main([*args, "--record", str(cassette)]) == 0
+    assert cassette.read_bytes() == b""  # a cassette holds one run, not two
+
+
+FAILING_AGENT = """
+from agents import Agent, Runtime
+from agents.llm import Policy, Rule, ScriptedCall
+from tools import calculator
+
+CALL = ScriptedCall(name="calculator", arguments={"expression": "1+1"})
+POLICY = Policy([Rule(agent="keeper", tool_calls=[CALL])])
+
+
+async def main(runtime: Runtime) -> None:
+    await runtime.add(Agent("keeper", "You are keeper.", tools=[calculator], max_steps=2))
+    await runtime.ask("keeper", "How is the hive?")
+"""
+
+
+@pytest.mark.parametrize("flag", ["--quiet", "--json", "--verbose"])
+def test_an_agent_that_fails_is_one_line_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str
+) -> None:
+    logger = logging.getLogger("hivebus")
+    handlers, propagate = list(logger.handlers), logger.propagate
+    path = write(tmp_path, FAILING_AGENT)
+    assert main(["run", path, flag, "--trace", str(tmp_path / "t.jsonl")]) == 1
+    err = capsys.readouterr().err.splitlines()
+    failure = (
+        f"hivebus run: {path}: MaxStepsExceeded: agent 'keeper': no final answer after "
+        "max_steps=2 steps (still calling tools)"
+    )
+    if flag == "--verbose":  # the bus's warnings are shown, before the failure
+        assert err[-1] == failure and len(err) == 2
+        assert err[0].startswith("hivebus.bus: WARNING: handler of keeper.work failed on ")
+    else:  # the failed handler is in the trace and the view: not told twice
+        assert err == [failure]
+    assert (logger.handlers, logger.propagate) == (handlers, propagate)  # restored
+
+
+def test_escape_codes_from_the_model_do_not_reach_the_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(
+        tmp_path,
+        "from agents import Agent\n"
+        "from agents.llm import Policy, Rule, ScriptedCall\n"
+        'CALL = ScriptedCall(name="transfer_to_billing",\n'
+        '                    arguments={"reason": "\\x1b[2J\\x1b[31mbilling issue"})\n'
+        'POLICY = Policy([Rule(agent="triage", step=0, tool_calls=[CALL]),\n'
+        '                 Rule(agent="billing", text="Refunded.\\x1b]0;owned\\x07")])\n'
+        "async def main(runtime):\n"
+        '    await runtime.add(Agent("triage", "You are triage.", handoffs=["billing"]),\n'
+        '                      Agent("billing", "You are billing."))\n'
+        '    await runtime.ask("triage", "I was charged twice")\n',
+    )
+    trace = tmp_path / "t.jsonl"
+    assert main(["run", path, "--trace", str(trace)]) == 0
+    out = capsys.readouterr().out
+    assert "triage · handed off to billing: \\x1b[2J\\x1b[31mbilling issue" in out
+    assert "\x1b" not in out and "\x07" not in out
+    assert main(["trace", str(trace)]) == 0
+    tree = capsys.readouterr().out
+    assert "handed off to billing: \\x1b[2J\\x1b[31mbilling issue" in tree
+    assert "\x1b" not in tree and "\x07" not in tree

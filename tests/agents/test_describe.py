@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from agents.describe import (
@@ -16,7 +18,7 @@ from agents.describe import (
     is_error,
     target,
 )
-from bus.trace import TraceRecord, build_tree
+from bus.trace import TraceRecord, build_tree, format_tree
 
 from .run_fixtures import record_team_run
 
@@ -148,3 +150,53 @@ def test_event_kinds_each_have_a_line() -> None:
     assert event("handed_off", text="to billing: money") == "handed off to billing: money"
     assert event("llm_answered", text="hi") == 'LLM answered "hi"'
     assert event("something_new", text="x") == 'something_new "x"'
+
+
+ESC_TEXT = "\x1b[2J\x1b[31mbilling\u202e issue\x9b1m\x07\u200b"
+"""What a model may say: escape sequences (ESC, and the 8-bit CSI), a bell, a bidi override
+and a zero-width space, none of which may reach the terminal as they are."""
+
+RAW_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b\u202e]")
+
+
+def test_control_characters_from_a_model_are_shown_as_escapes() -> None:
+    handed_off = describe(rec("AgentEvent", {"kind": "handed_off", "text": f"to b: {ESC_TEXT}"}))
+    assert handed_off == (
+        "handed off to b: \\x1b[2J\\x1b[31mbilling\\u202e issue\\x9b1m\\x07\\u200b"
+    )
+    assert clip("a\x1bb\tc") == "a\\x1bb c"  # whitespace is still folded, not escaped
+    # quoted texts stay JSON strings of the same text: JSON escapes
+    answered = describe(rec("AgentEvent", {"kind": "llm_answered", "text": ESC_TEXT}))
+    assert answered.startswith('LLM answered "\\u001b[2J\\u001b[31mbilling\\u202e issue')
+    assert orjson.loads(answered.removeprefix("LLM answered ")) == ESC_TEXT
+    # every renderer: tool calls and results, tasks, errors, unknown messages, names
+    lines = [
+        describe(rec("ToolCallRequest", {"name": f"t{ESC_TEXT}", "arguments": ESC_TEXT})),
+        describe(rec("ToolResult", {"name": "t", "content": ESC_TEXT})),
+        describe(rec("Task", {"content": ESC_TEXT}, subject="agent.a.inbox")),
+        describe(rec("ErrorReply", {"remote_type": "E\x1b", "message": ESC_TEXT})),
+        describe(rec("Ping", {"n": ESC_TEXT})),
+        describe(rec("Ping", ESC_TEXT)),
+        describe(rec("ChatResult", {"message": {"content": ESC_TEXT}, "model": "m\x1b"})),
+        actor("a\x1b[31m.work"),
+        target(rec("T", {}, subject="x\x1b.y")),
+    ]
+    for line in lines:
+        assert not RAW_CONTROLS.search(line), line
+        assert "\\x1b" in line or "\\u001b" in line, line
+
+
+def test_a_trees_lines_show_control_characters_as_escapes() -> None:
+    task = TraceRecord(
+        id="1", subject="agent.a.inbox", kind="request", type="Task", sender="u\x1b",
+        timestamp=1.0, correlation_id="1", reply_to="_INBOX.x", payload={"content": ESC_TEXT},
+    )  # fmt: skip
+    answer = TraceRecord(
+        id="2", subject="_INBOX.x", kind="reply", type="AgentResult", sender="a.work",
+        timestamp=2.0, correlation_id="1", payload={"text": ESC_TEXT, "steps": 1},
+    )  # fmt: skip
+    plain = TraceRecord(id="3", subject="x.y", kind="event", type="Ping", sender="s",
+                        timestamp=3.0, payload={"n": ESC_TEXT})  # fmt: skip
+    roots = build_tree([task, answer, plain])
+    for line in [*format_tree(roots, describe_node), *format_tree(roots)]:
+        assert not RAW_CONTROLS.search(line), line

@@ -18,8 +18,6 @@ pytestmark = pytest.mark.anyio
 
 class Answer(Message, frozen=True, kw_only=True):
     text: str
-    call_id: str
-    latency: float
     conversation_id: str
 
 
@@ -36,12 +34,7 @@ async def record_run(path: Path, *, answer: str = "42", pause: float = 0.0) -> l
             await ctx.publish(STEP, Other(text=f"working on {msg.n}"))
             await ctx.publish(
                 ANSWER,
-                Answer(
-                    text=answer,
-                    call_id=f"call-{id(ctx)}",  # minted per run
-                    latency=pause + 0.001,
-                    conversation_id=ctx.id,  # an envelope id, quoted in a payload
-                ),
+                Answer(text=answer, conversation_id=ctx.id),  # an envelope id, quoted
             )
             return Pong(n=msg.n)
 
@@ -59,6 +52,11 @@ def rec(id: str, subject: str, ts: float, **fields: Any) -> TraceRecord:
         **{"id": id, "subject": subject, "kind": "event", "type": "T", "sender": "s"} | fields,
         timestamp=ts,
     )
+
+
+def tool_call(call_id: str, name: str) -> dict[str, Any]:
+    """A tool call as the OpenAI wire format (and ChatResult.message) carries it."""
+    return {"type": "function", "id": call_id, "function": {"name": name, "arguments": "{}"}}
 
 
 async def test_two_runs_of_one_program_are_identical(tmp_path: Path) -> None:
@@ -119,24 +117,69 @@ def test_inbox_subjects_and_ids_inside_text_are_normalised() -> None:
 
 
 def test_ids_minted_per_run_are_compared_by_first_appearance() -> None:
-    a = [
-        rec("1", "t.a", 1.0, payload={"call_id": "call_x", "tool_call_id": "call_x"}),
-        rec("2", "t.b", 2.0, payload={"call_id": "call_y"}),
-    ]
-    b = [
-        rec("1", "t.a", 1.0, payload={"call_id": "call_p", "tool_call_id": "call_p"}),
-        rec("2", "t.b", 2.0, payload={"call_id": "call_p"}),  # reused: a different structure
-    ]
-    found = diff_traces(a, b)
+    def run(first: str, second: str) -> list[TraceRecord]:
+        return [
+            rec("1", "llm.x", 1.0, type="ChatResult",
+                payload={"message": {"tool_calls": [tool_call(first, "a")]}}),
+            rec("2", "t.call", 2.0, type="ToolCallRequest", payload={"call_id": first}),
+            rec("3", "t.ev", 3.0, type="AgentEvent", payload={"call_id": first}),
+            rec("4", "llm.y", 4.0, type="ChatRequest", payload={"messages": [
+                {"role": "assistant", "tool_calls": [tool_call(first, "a")]},
+                {"role": "tool", "tool_call_id": first, "content": "A"},
+            ]}),
+            rec("5", "t.call", 5.0, type="ToolCallRequest", payload={"call_id": second}),
+        ]  # fmt: skip
+
+    assert diff_traces(run("call_x", "call_y"), run("call_p", "call_q")) is None
+    found = diff_traces(run("call_x", "call_y"), run("call_p", "call_p"))  # reused: different
     assert found is not None
-    assert (found.position, found.field) == (2, "payload.call_id")
+    assert (found.position, found.field) == (5, "payload.call_id")
     assert (found.value_a, found.value_b) == ("<id 2>", "<id 1>")
 
 
-def test_clock_readings_never_count_as_differences() -> None:
-    a = [rec("1", "t.a", 1.0, payload={"latency": 0.1, "inner": [{"duration": 3, "timeout": 9.5}]})]
-    b = [rec("1", "t.a", 7.0, payload={"latency": 0.9, "inner": [{"duration": 4, "timeout": 1.2}]})]
-    assert diff_traces(a, b) is None
+def test_clock_readings_of_hivebus_messages_never_count_as_differences() -> None:
+    def run(at: float) -> list[TraceRecord]:
+        task = {"content": "go", "timeout": 9.5 - at}  # the budget left when it was sent
+        return [
+            rec("aaaaaaaa-1", "agent.w.inbox", at, type="Task", kind="request", payload=task),
+            rec("aaaaaaaa-2", "llm.chat", at, type="ChatRequest", kind="request",
+                causation_id="aaaaaaaa-1", payload={"messages": [], "timeout": 8.0 - at}),
+            rec("aaaaaaaa-3", "_INBOX.x", at, type="ChatResult", kind="reply",
+                correlation_id="aaaaaaaa-2", payload={"model": "m", "latency": at / 10}),
+            rec("aaaaaaaa-4", "_INBOX.x", at, type="AgentResult", kind="reply",
+                correlation_id="aaaaaaaa-1", payload={"text": "done", "duration": at}),
+            rec("aaaaaaaa-5", "chat.c.inbox", at, type="GroupChatTask", payload={"timeout": at}),
+            rec("aaaaaaaa-6", "_INBOX.x", at, type="GroupChatResult", kind="reply",
+                payload={"turns": 2, "duration": at}),
+            rec("aaaaaaaa-7", "_bus.dead", at, type="DeadLetter", causation_id="aaaaaaaa-1",
+                payload={"reason": "handler_error", "envelope": {
+                    "id": "aaaaaaaa-1", "timestamp": at, "payload": task}}),
+        ]  # fmt: skip
+
+    assert diff_traces(run(1.0), run(7.0)) is None
+
+
+def test_a_users_fields_are_compared_whatever_their_names() -> None:
+    # Order.id is the user's data, not an id minted per run; nor are a user's `duration`,
+    # `timeout` or `call_id` clock readings or LLM ids
+    a = [rec("1", "orders.placed", 1.0, type="Order", payload={"id": "ORD-1001", "qty": 3})]
+    b = [rec("1", "orders.placed", 1.0, type="Order", payload={"id": "ORD-9999", "qty": 3})]
+    found = diff_traces(a, b)
+    assert found is not None and found.field == "payload.id"
+    assert (found.value_a, found.value_b) == ("ORD-1001", "ORD-9999")
+    for field, x, y in [("duration", 3, 4), ("timeout", 9.5, 1.2), ("call_id", "c1", "c2"),
+                        ("latency", 0.1, 0.9), ("created", 1, 2)]:  # fmt: skip
+        found = diff_traces(
+            [rec("1", "t.a", 1.0, payload={"inner": [{field: x}]})],
+            [rec("1", "t.a", 1.0, payload={"inner": [{field: y}]})],
+        )
+        assert found is not None and found.field == f"payload.inner[0].{field}", field
+    # an `id` beside a `function` that is not a tool call's shape is the user's too
+    found = diff_traces(
+        [rec("1", "t.a", 1.0, payload={"id": "a", "function": {}, "owner": "x"})],
+        [rec("1", "t.a", 1.0, payload={"id": "b", "function": {}, "owner": "x"})],
+    )
+    assert found is not None and found.field == "payload.id"
 
 
 def test_lists_report_the_first_differing_or_missing_item() -> None:
@@ -186,3 +229,63 @@ def test_a_reply_comes_after_what_its_request_caused_and_orphans_come_last() -> 
         rec("lost", "_INBOX.x", 0.5, kind="reply", correlation_id="gone"),
     ]
     assert [r.id for r in causation_order(records)] == ["r", "e", "re", "lost"]
+
+
+def parallel_calls(first_done: str) -> list[TraceRecord]:
+    """One step of an agent calling tools a and b at once; ``first_done`` answers first."""
+    task, call = "feed01-1", {"a": "feed01-3", "b": "feed01-5"}
+
+    def event(number: int, kind: str, tool: str) -> TraceRecord:
+        payload = {"kind": kind, "call_id": f"call_{tool}"}
+        return rec(f"feed01-{number}", "agent.w.events", number, causation_id=task,
+                   type="AgentEvent", payload=payload)  # fmt: skip
+
+    def request(number: int, subject: str, type: str, payload: Any = None) -> TraceRecord:
+        return rec(f"feed01-{number}", subject, number, kind="request", type=type,
+                   causation_id=task, correlation_id=f"feed01-{number}", reply_to="_INBOX.x",
+                   payload=payload)  # fmt: skip
+
+    def reply(number: int, tool: str) -> TraceRecord:
+        return rec(f"feed01-{number}", "_INBOX.x", number, kind="reply", type="ToolResult",
+                   correlation_id=call[tool], causation_id=call[tool],
+                   payload={"call_id": f"call_{tool}", "content": tool.upper()})  # fmt: skip
+
+    second = "b" if first_done == "a" else "a"
+    return [
+        rec(task, "agent.w.inbox", 0, kind="request", type="Task", reply_to="_INBOX.x",
+            correlation_id=task),
+        event(2, "tool_called", "a"),
+        request(3, "tool.call", "ToolCallRequest", {"call_id": "call_a", "name": "a"}),
+        event(4, "tool_called", "b"),
+        request(5, "tool.call", "ToolCallRequest", {"call_id": "call_b", "name": "b"}),
+        reply(6, first_done),
+        event(7, "tool_answered", first_done),
+        reply(8, second),
+        event(9, "tool_answered", second),
+        request(10, "memory.append", "MemoryAppend"),
+    ]  # fmt: skip
+
+
+def test_parallel_tool_calls_read_the_same_whichever_finished_first() -> None:
+    ordered = causation_order(parallel_calls("b"))
+    assert [(r.payload or {}).get("kind", r.type) for r in ordered] == [
+        "Task",
+        "tool_called", "ToolCallRequest", "ToolResult", "tool_answered",  # call a, together
+        "tool_called", "ToolCallRequest", "ToolResult", "tool_answered",  # then call b
+        "MemoryAppend",
+    ]  # fmt: skip
+    calls = [(r.payload or {}).get("call_id") for r in ordered[1:9]]
+    assert calls == ["call_a"] * 4 + ["call_b"] * 4
+    assert diff_traces(parallel_calls("a"), parallel_calls("b")) is None
+
+
+def test_a_call_id_used_again_after_other_work_is_a_call_of_its_own() -> None:
+    # a replayed answer can repeat a step's tool call ids: the second step's events stay
+    # in the second step, after the message of no call between them
+    records = [
+        rec("feed02-1", "t.root", 1.0),
+        rec("feed02-2", "t.ev", 1.1, causation_id="feed02-1", payload={"call_id": "call_1"}),
+        rec("feed02-3", "t.step", 1.2, causation_id="feed02-1"),
+        rec("feed02-4", "t.ev", 1.3, causation_id="feed02-1", payload={"call_id": "call_1"}),
+    ]
+    assert [r.id for r in causation_order(records)] == [f"feed02-{n}" for n in (1, 2, 3, 4)]

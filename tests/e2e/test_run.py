@@ -263,3 +263,133 @@ def test_help_describes_every_command_and_option(command: list[str], words: list
     text = " ".join(result.stdout.split())  # as it reads, whatever the line breaks
     for word in words:
         assert word in text, word
+
+
+FAILING_AGENT = """
+from agents import Agent, Runtime
+from agents.llm import Policy, Rule, ScriptedCall
+from tools import calculator
+
+CALL = ScriptedCall(name="calculator", arguments={"expression": "1+1"})
+POLICY = Policy([Rule(agent="keeper", tool_calls=[CALL])])
+
+
+async def main(runtime: Runtime) -> None:
+    await runtime.add(Agent("keeper", "You are keeper.", tools=[calculator], max_steps=2))
+    await runtime.ask("keeper", "How is the hive?")
+"""
+
+
+def test_an_agent_that_fails_is_one_line_on_stderr(tmp_path: Path) -> None:
+    script = tmp_path / "agent_fails.py"
+    script.write_text(FAILING_AGENT)
+    result = hivebus("run", str(script), "--quiet", "--trace", str(tmp_path / "t.jsonl"))
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"hivebus run: {script}: MaxStepsExceeded: agent 'keeper': no final answer after "
+        "max_steps=2 steps (still calling tools)"
+    ]
+
+
+def test_an_unwritable_cassette_is_one_line_before_anything_runs(tmp_path: Path) -> None:
+    result = hivebus("run", CENSUS, "--record", str(tmp_path), "--trace", str(tmp_path / "t"))
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"hivebus run: --record {tmp_path}: cannot write the cassette: is a folder"
+    ]
+
+
+PARALLEL_TOOLS = """
+import asyncio, sys
+from agents import Agent, ask
+from agents.llm import Policy, Rule, ScriptedCall
+from tools import tool
+
+SLOW_FIRST = "slow-first" in sys.argv[1:]
+
+@tool
+async def alpha(x: str) -> str:
+    \"\"\"Alpha.\"\"\"
+    await asyncio.sleep(0.3 if SLOW_FIRST else 0.0)
+    return "A"
+
+@tool
+async def beta(x: str) -> str:
+    \"\"\"Beta.\"\"\"
+    await asyncio.sleep(0.0 if SLOW_FIRST else 0.3)
+    return "B"
+
+POLICY = Policy([
+    Rule(agent="worker", step=0, tool_calls=[ScriptedCall(name="alpha", arguments={"x": "1"}),
+                                              ScriptedCall(name="beta", arguments={"x": "2"})]),
+    Rule(agent="worker", step=1, text="done"),
+])
+
+async def main(runtime):
+    await runtime.add(Agent("worker", "You are worker.", tools=[alpha, beta]))
+    result = await ask(runtime.bus, "worker", "go")
+    print(result.text)
+"""
+
+
+def test_trace_diff_ignores_which_parallel_tool_call_finished_first(tmp_path: Path) -> None:
+    script = tmp_path / "parallel_tools.py"
+    script.write_text(PARALLEL_TOOLS)
+    first, second = tmp_path / "pt1.jsonl", tmp_path / "pt2.jsonl"
+    assert hivebus("run", str(script), "-q", "--trace", str(first)).returncode == 0
+    slow = hivebus("run", str(script), "-q", "--trace", str(second), "--", "slow-first")
+    assert slow.returncode == 0, slow.stderr
+    answered = [
+        r.payload["tool"]
+        for trace in (first, second)
+        for r in read_trace(trace)
+        if r.type == "AgentEvent" and r.payload["kind"] == "tool_answered"
+    ]
+    assert answered == ["alpha", "beta", "beta", "alpha"]  # they did finish in other orders
+    diff = hivebus("trace", "diff", str(first), str(second))
+    assert diff.returncode == 0, diff.stdout
+    assert diff.stdout.startswith("identical: the 29 messages of ")
+
+
+ORDERS = """
+import asyncio, sys
+from bus import Bus, Message, Topic
+
+class Order(Message, frozen=True, kw_only=True):
+    id: str
+    qty: int
+    timeout: float = 30.0
+
+ORDERS = Topic("orders.placed", Order)
+
+async def run(order_id: str, timeout: float) -> None:
+    async with Bus() as bus:
+        await bus.publish(ORDERS, Order(id=order_id, qty=3, timeout=timeout))
+
+if __name__ == "__main__":
+    asyncio.run(run(sys.argv[1], float(sys.argv[2])))
+"""
+
+
+def test_trace_diff_compares_a_users_id_and_timeout_fields(tmp_path: Path) -> None:
+    script = tmp_path / "orders.py"
+    script.write_text(ORDERS)
+    traces = {}
+    for order, timeout in (("ORD-1001", "30"), ("ORD-9999", "30"), ("ORD-1001", "60")):
+        traces[order, timeout] = trace = tmp_path / f"{order}-{timeout}.jsonl"
+        run = hivebus("run", str(script), "-q", "--trace", str(trace), "--", order, timeout)
+        assert run.returncode == 0, run.stderr
+    other_id = hivebus(
+        "trace", "diff", str(traces["ORD-1001", "30"]), str(traces["ORD-9999", "30"])
+    )
+    assert other_id.returncode == 1
+    assert other_id.stdout.splitlines()[3:] == [
+        "  field payload.id:",
+        '    A: "ORD-1001"',
+        '    B: "ORD-9999"',
+    ]
+    other_timeout = hivebus(
+        "trace", "diff", str(traces["ORD-1001", "30"]), str(traces["ORD-1001", "60"])
+    )
+    assert other_timeout.returncode == 1
+    assert "  field payload.timeout:" in other_timeout.stdout.splitlines()
