@@ -220,8 +220,8 @@ class _Run:
     def past_deadline(self) -> bool:
         return time.monotonic() >= self.deadline - DEADLINE_SLACK
 
-    async def event(self, kind: EventKind, **fields: Any) -> None:
-        await self.ctx.publish(
+    def event(self, kind: EventKind, **fields: Any) -> Awaitable[None]:
+        return self.ctx.publish(
             self.agent.events,
             AgentEvent(
                 agent=self.agent.name,

@@ -163,6 +163,11 @@ class Core:
             if topic.is_pattern:
                 raise InvalidSubject(subject, "cannot publish to a wildcard pattern")
             route = self._router.route(subject)
+        if route.silent:  # nobody subscribes or taps: count it, build nothing
+            counter = route.counter
+            counter.published += 1
+            counter.unrouted += 1
+            return None
         env = Envelope(
             id=f"{self._id_prefix}{next(self._id_counter)}",
             subject=subject,

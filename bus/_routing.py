@@ -62,7 +62,7 @@ class QueueGroup:
 class Route:
     """Where a message on one subject goes."""
 
-    __slots__ = ("answers", "counter", "direct", "groups", "single", "subs", "taps")
+    __slots__ = ("answers", "counter", "direct", "groups", "silent", "single", "subs", "taps")
 
     def __init__(
         self,
@@ -77,6 +77,7 @@ class Route:
         self.counter = counter
         # The one plain subscriber when there is nothing else to do (publish's fast path).
         self.single = subs[0] if len(subs) == 1 and not groups and not taps else None
+        self.silent = not subs and not groups and not taps  # a publish here reaches no one
         # The only handler a request here can reach, if exactly one (request's fast path).
         direct = None
         if len(subs) == 1 and not groups:
