@@ -5,9 +5,10 @@ hivebus trace FILE [--agent NAME] [--subject PATTERN] [--json]
                                             show a recorded run as a causation tree
 hivebus trace diff A B [--json]             where two recorded runs first diverge
 hivebus mock-llm [options]                  serve the embedded mock LLM
+hivebus load [SCENARIO] [options]           load-test many concurrent agent loops, with a report
 
 This module only parses and dispatches; the work is in :mod:`agents.scenario`,
-:mod:`agents.live`, :mod:`agents.run_summary` and :mod:`agents.trace_view`.
+:mod:`agents.live`, :mod:`agents.run_summary`, :mod:`agents.trace_view` and :mod:`agents.load`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ from bus import HivebusError, InvalidSubject
 from .cli_run import RunOptions, run_scenario
 from .llm.mock import add_arguments as add_mock_arguments
 from .llm.mock import serve_args
+from .load import LoadOptions, load_main, loop_factory
+from .load.mock_process import serve_with_stats
+from .load.options import LOAD_DESCRIPTION
+from .load.options import add_arguments as add_load_arguments
 from .trace_view import show_diff, show_trace
 
 TRACE_DIFF = "trace diff"  # a command of two words: `hivebus trace diff A B`
@@ -37,6 +42,7 @@ examples:
   hivebus trace .hivebus/runs/team-20250101-120000.jsonl --agent writer
   hivebus trace diff before.jsonl after.jsonl
   hivebus mock-llm --port 8000
+  hivebus load --loops 2000 --concurrency 500 --latency 50ms --faults 429:0.05
 
 `hivebus COMMAND --help` describes each command and its options."""
 
@@ -199,6 +205,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_mock_arguments(mock)
     mock.set_defaults(run=_mock_llm)
+    load = commands.add_parser(
+        "load",
+        help="load-test many concurrent agent loops; a report as JSON and HTML",
+        description=LOAD_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="hivebus load [SCENARIO] [--loops N | --duration S] [--concurrency C | --rate R] "
+        "[options]",
+    )
+    add_load_arguments(load)
+    load.set_defaults(run=_load)
+    load_mock = commands.add_parser("_load-mock")  # hivebus load's own mock process: no help
+    add_mock_arguments(load_mock)
+    load_mock.set_defaults(run=_load_mock)
     return parser
 
 
@@ -217,6 +236,21 @@ def _trace_diff(args: argparse.Namespace) -> int:
 def _mock_llm(args: argparse.Namespace) -> int:
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a server is stopped
         asyncio.run(serve_args(args))
+    return 0
+
+
+def _load(args: argparse.Namespace) -> int:
+    options = LoadOptions.from_args(args)
+    try:
+        with asyncio.Runner(loop_factory=loop_factory(options.uvloop)) as runner:
+            return runner.run(load_main(options))
+    except KeyboardInterrupt:
+        print("hivebus load: interrupted", file=sys.stderr)
+        return 130
+
+
+def _load_mock(args: argparse.Namespace) -> int:
+    asyncio.run(serve_with_stats(args))
     return 0
 
 
