@@ -44,37 +44,55 @@ class _Blocked:
         self.counter = counter
 
 
-TICKS_PER_SECOND = 100  # request deadlines fire on a 10 ms grid: never early, < 10 ms late
+GRID_FLOOR = 0.01  # seconds: the finest grid request deadlines fire on
+_Key = tuple[float, int]  # (grid width, tick on that grid)
 
 
 class _Deadlines:
-    """The deadlines of requests in flight, bucketed by 10 ms tick with one loop timer per
-    tick: registering one is a set insert, not a timer in the loop's heap (whose size and
-    cancelled entries made every request pay more as more of them were in flight)."""
+    """The deadlines of requests in flight, bucketed on a grid with one loop timer per
+    bucket: registering one is a set insert, not a timer in the loop's heap (whose size and
+    cancelled entries made every request pay more as more of them were in flight).
 
-    __slots__ = ("buckets",)
+    The grid is 10 ms, or about 1 % of a longer timeout (a power of ten): a deadline never
+    fires early and at most that late, and however long the timeouts, a few hundred
+    buckets at most are alive for each (not one per 10 ms over five minutes).
+    """
+
+    __slots__ = ("buckets", "widths")
 
     def __init__(self) -> None:
-        self.buckets: dict[int, tuple[asyncio.TimerHandle, set[PendingRequest]]] = {}
+        self.buckets: dict[_Key, tuple[asyncio.TimerHandle, set[PendingRequest]]] = {}
+        self.widths: dict[float, float] = {}  # timeout -> grid width (timeouts repeat)
 
-    def watch(self, loop: asyncio.AbstractEventLoop, pending: PendingRequest) -> int:
-        if pending.timeout == math.inf:
-            return 0  # no deadline
-        tick = int((loop.time() + pending.timeout) * TICKS_PER_SECOND) + 1
-        entry = self.buckets.get(tick)
+    def width(self, timeout: float) -> float:
+        width = self.widths.get(timeout)
+        if width is None:
+            width = max(GRID_FLOOR, 10.0 ** math.floor(math.log10(timeout / 100)))
+            if len(self.widths) > 1024:  # callers with ever-new timeouts: stay bounded
+                self.widths.clear()
+            self.widths[timeout] = width
+        return width
+
+    def watch(self, loop: asyncio.AbstractEventLoop, pending: PendingRequest) -> _Key | None:
+        timeout = pending.timeout
+        if timeout == math.inf:
+            return None  # no deadline
+        width = self.width(timeout)
+        key = (width, int((loop.time() + timeout) / width) + 1)
+        entry = self.buckets.get(key)
         if entry is None:
-            handle = loop.call_at(tick / TICKS_PER_SECOND, self.expire, tick)
-            entry = self.buckets[tick] = (handle, set())
+            handle = loop.call_at(key[1] * width, self.expire, key)
+            entry = self.buckets[key] = (handle, set())
         entry[1].add(pending)
-        return tick
+        return key
 
-    def forget(self, tick: int, pending: PendingRequest) -> None:
-        entry = self.buckets.get(tick)
+    def forget(self, key: _Key | None, pending: PendingRequest) -> None:
+        entry = self.buckets.get(key) if key is not None else None
         if entry is not None:
             entry[1].discard(pending)
 
-    def expire(self, tick: int) -> None:
-        _, due = self.buckets.pop(tick)
+    def expire(self, key: _Key) -> None:
+        _, due = self.buckets.pop(key)
         for pending in due:
             if not pending.future.done():
                 pending.fail(RequestTimeout(pending.subject, pending.timeout))

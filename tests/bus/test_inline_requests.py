@@ -420,3 +420,31 @@ async def test_close_stops_an_actor_only_after_its_inline_handler_has_finished()
         with pytest.raises(BusClosed):
             await caller
     assert log == ["handler finished", "on_stop"]
+
+
+async def test_long_deadlines_share_a_coarse_grid_and_short_ones_fire_on_time(bus: Bus) -> None:
+    release = asyncio.Event()
+
+    async def held(msg: Ping) -> Pong:
+        await release.wait()
+        return Pong(n=msg.n)
+
+    bus.subscribe(RPC, held, concurrency=200)
+    asking = [asyncio.ensure_future(bus.request(RPC, Ping(n=n), timeout=300)) for n in range(200)]
+    await anyio.wait_all_tasks_blocked()
+    # five-minute deadlines sit on a 1 s grid: one or two timers, not one per 10 ms
+    assert len(bus._deadlines.buckets) <= 2
+    release.set()
+    assert [p.n for p in await asyncio.gather(*asking)] == list(range(200))
+
+
+async def test_a_deadline_bucket_goes_when_its_time_comes(bus: Bus) -> None:
+    async def slow(msg: Ping) -> Pong:
+        await anyio.sleep(10)
+        return Pong(n=msg.n)
+
+    bus.subscribe(RPC, slow)
+    with pytest.raises(RequestTimeout):
+        await bus.request(RPC, Ping(n=1), timeout=0.05)
+    await anyio.sleep(0.05)  # past the 10 ms grid's last tick
+    assert not bus._deadlines.buckets
