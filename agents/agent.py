@@ -9,7 +9,6 @@ as :class:`~agents.task.AgentEvent` on ``agent.<name>.events``, caused by the ta
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Sequence
 from typing import Any
@@ -22,7 +21,6 @@ from tools import TOOL_CALL, Tool, ToolCallRequest, ToolResult
 from tools._schema import object_schema
 
 from .llm.client import chat
-from .llm.errors import LLMError
 from .llm.messages import ChatRequest, ChatResult
 from .llm.wire import (
     AssistantMessage,
@@ -51,12 +49,12 @@ from .task import (
     Task,
     TaskTimeout,
     ToolUnavailable,
+    answer_by_deadline,
     events_topic,
     inbox_topic,
 )
 
 DETAIL_CHARS = 200  # how much of an answer or a tool result an event carries
-DEADLINE_SLACK = 0.05  # seconds: an LLM error this near the task's deadline is the deadline
 
 
 def _clip(text: str | None) -> str | None:
@@ -175,29 +173,13 @@ class Agent(Actor):
     async def work(self, task: Task, ctx: Context) -> AgentResult:
         """Run one task to its final answer (or the error that ended it)."""
         run = _Run(self, task, ctx)
-        timeout = task.timeout or self.deadline
-        deadline = asyncio.timeout(timeout)  # (asyncio's: a third of anyio's cost)
-        try:
-            async with deadline:
-                return await run.loop()
-        except (TimeoutError, LLMError) as exc:
-            # An LLM call is given only the task's remaining time, so it may run out of it
-            # first: what ended the task is its deadline, whichever timer fired first.
-            llm = isinstance(exc, LLMError)
-            if not (deadline.expired() or (llm and run.past_deadline())):
-                await run.event("failed", text=f"{type(exc).__name__}: {exc}", is_error=True)
-                raise
-            last = f"; last: {exc}" if llm else ""
-            error = TaskTimeout(
-                f"no final answer within {timeout:g}s (step {run.step}{last})",
-                agent=self.name,
-                steps=run.step,
-            )
-            await run.event("failed", text=str(error), is_error=True)
-            raise error from (exc if llm else None)
-        except Exception as exc:
-            await run.event("failed", text=f"{type(exc).__name__}: {exc}", is_error=True)
-            raise
+        return await answer_by_deadline(
+            self.name,
+            task.timeout or self.deadline,
+            run.loop(),
+            lambda: run.step,
+            lambda text: run.event("failed", text=text, is_error=True),
+        )
 
 
 class _Run:
@@ -216,9 +198,6 @@ class _Run:
         self.handoff: tuple[str, str] | None = None  # (to whom, why), once the model asks
         self.started = time.monotonic()
         self.deadline = self.started + (task.timeout or agent.deadline)
-
-    def past_deadline(self) -> bool:
-        return time.monotonic() >= self.deadline - DEADLINE_SLACK
 
     def event(self, kind: EventKind, **fields: Any) -> Awaitable[None]:
         return self.ctx.publish(

@@ -4,7 +4,10 @@ errors a task can end with, and :func:`ask`, which restores them across the bus.
 
 from __future__ import annotations
 
+import asyncio
 import math
+import time
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Literal
 
 import msgspec
@@ -12,9 +15,11 @@ import msgspec
 from bus import Bus, Context, HivebusError, Message, RemoteError, RequestTimeout, Topic
 
 from .llm.client import restore_llm_error
+from .llm.errors import LLMError
 from .llm.wire import Usage
 
 DEFAULT_TASK_DEADLINE = 300.0  # seconds, when neither the task nor the agent sets one
+DEADLINE_SLACK = 0.05  # seconds: an LLM error this near a task's deadline is the deadline
 ASK_MARGIN = 1.0  # seconds the bus waits past a task's own deadline for the agent's answer
 
 
@@ -186,3 +191,38 @@ def restore(exc: RemoteError) -> BaseException:
     if agent_error is not None:
         return agent_error.rebuild(exc.remote_message, dict(exc.remote_details))
     return restore_llm_error(exc)
+
+
+async def answer_by_deadline(
+    name: str,
+    timeout: float,
+    work: Coroutine[Any, Any, AgentResult],
+    step: Callable[[], int],
+    failed: Callable[[str], Awaitable[None]],
+) -> AgentResult:
+    """Await a task's ``work`` within ``timeout`` seconds; report what ended it (through
+    ``failed``) and raise it as the asker should see it.
+
+    An LLM call is given only the task's remaining time, so it may run out of it first:
+    an LLM error at the deadline is the deadline too (:class:`TaskTimeout`), whichever
+    timer fired first. A ``TimeoutError`` of the work's own is raised as it is.
+    """
+    deadline = asyncio.timeout(timeout)  # (asyncio's: a third of anyio's cost)
+    ends = time.monotonic() + timeout - DEADLINE_SLACK
+    try:
+        async with deadline:
+            return await work
+    except (TimeoutError, LLMError) as exc:
+        llm = isinstance(exc, LLMError)
+        if not (deadline.expired() or (llm and time.monotonic() >= ends)):
+            await failed(f"{type(exc).__name__}: {exc}")
+            raise
+        last = f"; last: {exc}" if llm else ""
+        error = TaskTimeout(
+            f"no final answer within {timeout:g}s (step {step()}{last})", agent=name, steps=step()
+        )
+        await failed(str(error))
+        raise error from (exc if llm else None)
+    except Exception as exc:
+        await failed(f"{type(exc).__name__}: {exc}")
+        raise

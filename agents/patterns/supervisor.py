@@ -9,7 +9,6 @@ the subtasks, sent all at once, are spread over them round-robin.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -41,7 +40,7 @@ from ..task import (
     EventKind,
     InvalidOutput,
     Task,
-    TaskTimeout,
+    answer_by_deadline,
     ask,
     events_topic,
     inbox_topic,
@@ -154,23 +153,13 @@ class Supervisor(Actor):
     async def work(self, task: Task, ctx: Context) -> AgentResult:
         """Plan, fan out, combine: the answer to one task."""
         run = _SupervisorRun(self, task, ctx)
-        timeout = task.timeout or self.deadline
-        deadline = asyncio.timeout(timeout)
-        try:
-            async with deadline:
-                return await run.run()
-        except TimeoutError:
-            if not deadline.expired():  # a plan/combine function's own time-out: its error
-                await run.event("failed", text="TimeoutError", is_error=True)
-                raise
-            error = TaskTimeout(
-                f"no final answer within {timeout:g}s", agent=self.name, steps=run.steps
-            )
-            await run.event("failed", text=str(error), is_error=True)
-            raise error from None
-        except Exception as exc:
-            await run.event("failed", text=f"{type(exc).__name__}: {exc}", is_error=True)
-            raise
+        return await answer_by_deadline(
+            self.name,
+            task.timeout or self.deadline,
+            run.run(),
+            lambda: run.steps,
+            lambda text: run.event("failed", text=text, is_error=True),
+        )
 
 
 class _SupervisorRun:
