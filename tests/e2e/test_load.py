@@ -2,41 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import orjson
 
 from agents.load import read_report
 
-ROOT = Path(__file__).resolve().parents[2]
-ESCAPES = re.compile(r"\x1b|\x9b|\r")
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The environment without any LLM endpoint or hivebus setting: the mock answers."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("OPENAI_", "HIVEBUS_"))
-        and k not in ("FORCE_COLOR", "CLICOLOR_FORCE", "TTY_COMPATIBLE", "COLUMNS")
-    }
-    return env | extra
-
-
-def hivebus(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agents.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        env=env or clean_env(),
-        check=False,
-    )
+from .cli import ESCAPES, clean_env, hivebus
 
 
 def test_a_quiet_json_run_writes_both_reports(tmp_path: Path) -> None:

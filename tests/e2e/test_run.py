@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,36 +11,11 @@ import pytest
 
 from bus import read_trace
 
-ROOT = Path(__file__).resolve().parents[2]
+from .cli import ESCAPES, ROOT, clean_env, hivebus
+
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 CENSUS = str(SCENARIOS / "hive_census.py")
 PLAIN = str(SCENARIOS / "plain_program.py")
-ESCAPES = re.compile(r"\x1b|\x9b|\r")  # colours, cursor movement, line rewrites
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The environment without any LLM endpoint or hivebus setting: the mock answers."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("OPENAI_", "HIVEBUS_"))
-        and k not in ("FORCE_COLOR", "CLICOLOR_FORCE", "TTY_COMPATIBLE", "COLUMNS")
-    }
-    return env | extra
-
-
-def hivebus(
-    *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agents.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-        env=env or clean_env(),
-        check=False,
-    )
 
 
 def test_a_scenario_runs_to_its_table_and_trace(tmp_path: Path) -> None:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -21,6 +20,8 @@ from agents.llm import ChatRequest
 from agents.patterns import GroupChatResult, GroupChatTask, Utterance
 from bus import Envelope, read_trace
 from tools import ToolCallRequest, ToolResult
+
+from .cli import clean_env
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "scripts" / "scenarios"
@@ -52,11 +53,6 @@ async def running(scenario: ModuleType) -> AsyncIterator[tuple[Runtime, list[Env
 def payloads(seen: list[Envelope], kind: type[T]) -> list[T]:
     """The messages of type ``kind`` that crossed the bus, in order."""
     return [e.payload for e in seen if isinstance(e.payload, kind)]
-
-
-def clean_env() -> dict[str, str]:
-    """The environment without any LLM endpoint or hivebus setting: the mock answers."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "HIVEBUS_"))}
 
 
 async def test_the_research_team_reports_findings_citing_facts_its_tools_found(
