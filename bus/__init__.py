@@ -6,6 +6,7 @@ It knows nothing of LLMs or agents; those are actors built on it (``agents``, ``
 from ._actor import Actor, Supervision, handler
 from ._bus import Bus
 from ._context import Context
+from ._deadlines import DeadlineGrid
 from ._message import Envelope, Message, Topic
 from ._observe import observe_buses
 from ._request import ErrorReply
@@ -44,6 +45,7 @@ __all__ = [
     "CloseReport",
     "Context",
     "DeadLetter",
+    "DeadlineGrid",
     "DrainTimeout",
     "Envelope",
     "ErrorReply",

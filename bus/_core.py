@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import math
 import time
 import traceback
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from ._deadlines import DeadlineGrid
 from ._message import Envelope, IdSource, Topic
 from ._request import ErrorReply, PendingRequest
 from ._routing import Route, Router, SubjectCounter, TapCallback
@@ -44,65 +44,6 @@ class _Blocked:
         self.counter = counter
 
 
-GRID_FLOOR = 0.01  # seconds: the finest grid request deadlines fire on
-_Key = tuple[float, int]  # (grid width, tick on that grid)
-
-
-class _Deadlines:
-    """The deadlines of requests in flight, bucketed on a grid with one loop timer per
-    bucket: registering one is a set insert, not a timer in the loop's heap (whose size and
-    cancelled entries made every request pay more as more of them were in flight).
-
-    The grid is 10 ms, or about 1 % of a longer timeout (a power of ten): a deadline never
-    fires early and at most that late, and however long the timeouts, a few hundred
-    buckets at most are alive for each (not one per 10 ms over five minutes).
-    """
-
-    __slots__ = ("buckets", "widths")
-
-    def __init__(self) -> None:
-        self.buckets: dict[_Key, tuple[asyncio.TimerHandle, set[PendingRequest]]] = {}
-        self.widths: dict[float, float] = {}  # timeout -> grid width (timeouts repeat)
-
-    def width(self, timeout: float) -> float:
-        width = self.widths.get(timeout)
-        if width is None:
-            width = max(GRID_FLOOR, 10.0 ** math.floor(math.log10(timeout / 100)))
-            if len(self.widths) > 1024:  # callers with ever-new timeouts: stay bounded
-                self.widths.clear()
-            self.widths[timeout] = width
-        return width
-
-    def watch(self, loop: asyncio.AbstractEventLoop, pending: PendingRequest) -> _Key | None:
-        timeout = pending.timeout
-        if timeout == math.inf:
-            return None  # no deadline
-        width = self.width(timeout)
-        key = (width, int((loop.time() + timeout) / width) + 1)
-        entry = self.buckets.get(key)
-        if entry is None:
-            handle = loop.call_at(key[1] * width, self.expire, key)
-            entry = self.buckets[key] = (handle, set())
-        entry[1].add(pending)
-        return key
-
-    def forget(self, key: _Key | None, pending: PendingRequest) -> None:
-        entry = self.buckets.get(key) if key is not None else None
-        if entry is not None:
-            entry[1].discard(pending)
-
-    def expire(self, key: _Key) -> None:
-        _, due = self.buckets.pop(key)
-        for pending in due:
-            if not pending.future.done():
-                pending.fail(RequestTimeout(pending.subject, pending.timeout))
-
-    def clear(self) -> None:
-        for handle, _ in self.buckets.values():
-            handle.cancel()
-        self.buckets.clear()
-
-
 class Core:
     """State and delivery shared by everything that publishes: the bus, contexts, actors."""
 
@@ -117,7 +58,7 @@ class Core:
         self._router = Router()
         self._routes = self._router.cache
         self._requests: dict[str, PendingRequest] = {}
-        self._deadlines = _Deadlines()
+        self._deadlines = DeadlineGrid()
         # Abandoned requests with copies still buffered (skipped when a worker takes them).
         self._abandoned: dict[str, PendingRequest] = {}
         self._appended = 0  # how many buffers the last _enqueue appended to
@@ -403,7 +344,7 @@ class Core:
         pending = PendingRequest(future, topic.subject, timeout, topic.reply is not None)
         self._requests[env_id] = pending
         self._requests_sent += 1
-        tick = self._deadlines.watch(loop, pending)
+        tick = self._deadlines.watch(loop, timeout, pending)
         try:
             sub = route.direct
             if (  # an idle sole responder: handle it right here, no hand-over to a worker

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from ._message import Message
+from .errors import RequestTimeout
 
 
 class ErrorReply(Message, frozen=True, kw_only=True):
@@ -58,6 +59,11 @@ class PendingRequest:
         if self.inline is not None:
             self.interrupted = True
             self.inline.cancel()
+
+    def expire(self) -> None:
+        """Its deadline passed (the bus's deadline grid calls this)."""
+        if not self.future.done():
+            self.fail(RequestTimeout(self.subject, self.timeout))
 
     def abandon(self) -> None:
         """The caller gave up: cancel the handlers serving it; queued copies will be skipped."""

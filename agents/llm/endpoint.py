@@ -13,6 +13,8 @@ from typing import Any
 import aiohttp
 import msgspec
 
+from bus import DeadlineGrid
+
 from .errors import (
     AuthenticationFailed,
     BadRequest,
@@ -44,6 +46,23 @@ from .wire import (
 )
 
 DeltaSink = Callable[[str | None, list[ToolCallChunk] | None, str | None], Awaitable[None]]
+
+
+class _AttemptTimer:
+    """Cancels the attempt's task when its deadline passes (then the attempt raises
+    :class:`LLMTimeout`), as ``asyncio.timeout`` would, without a loop timer of its own."""
+
+    __slots__ = ("cancelling", "fired", "settled", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.cancelling = task.cancelling()  # cancellations already asked for, from outside
+        self.fired = self.settled = False
+
+    def expire(self) -> None:
+        if not self.task.done():
+            self.fired = True
+            self.task.cancel()
 
 
 @dataclass
@@ -102,7 +121,10 @@ class Endpoint:
             self._headers["Authorization"] = f"Bearer {api_key}"
         self.consecutive_failures = 0
         self.cooling_until = 0.0
-        self._timeout = aiohttp.ClientTimeout(total=request_timeout, sock_connect=connect_timeout)
+        # The attempt's whole deadline is watched on a coarse grid (one loop timer for many
+        # calls, not aiohttp's timer per request); aiohttp keeps only the connect timeout.
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout)
+        self._deadlines = DeadlineGrid()
 
     def __repr__(self) -> str:
         key = ", api_key='***'" if self._api_key else ""
@@ -121,6 +143,7 @@ class Endpoint:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        self._deadlines.clear()
 
     # -- health ------------------------------------------------------------------------------
 
@@ -158,24 +181,43 @@ class Endpoint:
         if timeout <= 0:  # aiohttp reads 0 as "no timeout": the deadline has passed already
             raise LLMTimeout("no time left for an attempt", endpoint=self.name, model=request.model)
         body = request_encoder.encode(request)
-        limits = self._timeout
-        if timeout < self.request_timeout:  # the call's deadline is nearer
-            limits = aiohttp.ClientTimeout(total=timeout, sock_connect=self.connect_timeout)
+        task = asyncio.current_task()
+        assert task is not None
+        timer = _AttemptTimer(task)
+        key = self._deadlines.watch(asyncio.get_running_loop(), timeout, timer)
         try:
-            async with session.post(
-                self.url, data=body, headers=self._headers, timeout=limits
-            ) as response:
+            # (not `async with`: a read to the end gives the connection back by itself, and
+            # the context manager's two extra awaits cost more than its release)
+            response = await session.post(
+                self.url, data=body, headers=self._headers, timeout=self._timeout
+            )
+            try:
                 if response.status != 200:
                     raise self._http_error(response.status, await response.read(), response)
                 self.admission.observe(response.headers)
                 if request.stream:
                     return await self._read_stream(response, request.model, on_delta)
                 raw = await response.read()
+            finally:
+                response.release()
         except LLMError:
             raise
-        except TimeoutError:
+        except asyncio.CancelledError:
+            if timer.fired:
+                timer.settled = True
+                if task.uncancel() > timer.cancelling:
+                    raise  # cancelled from outside as well: that wins
+                raise LLMTimeout(
+                    f"no complete answer within {timeout:g}s",
+                    endpoint=self.name,
+                    model=request.model,
+                ) from None
+            raise
+        except TimeoutError:  # aiohttp's connect timeout
             raise LLMTimeout(
-                f"no complete answer within {timeout:g}s", endpoint=self.name, model=request.model
+                f"could not connect within {self.connect_timeout:g}s",
+                endpoint=self.name,
+                model=request.model,
             ) from None
         except (aiohttp.ClientError, OSError) as exc:
             raise ConnectionFailed(
@@ -183,6 +225,11 @@ class Endpoint:
                 endpoint=self.name,
                 model=request.model,
             ) from None
+        finally:
+            self._deadlines.forget(key, timer)
+            if timer.fired and not timer.settled:  # fired as the answer came: not a timeout
+                timer.settled = True
+                task.uncancel()
         try:
             completion = completion_decoder.decode(raw)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:

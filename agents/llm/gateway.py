@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import anyio
@@ -92,6 +92,16 @@ class _Tally:
         self.completion_tokens += usage.completion_tokens
         self.cost += cost or 0.0
 
+    @classmethod
+    def sum(cls, tallies: Iterable[_Tally]) -> _Tally:
+        total = cls()
+        for t in tallies:
+            total.calls += t.calls
+            total.prompt_tokens += t.prompt_tokens
+            total.completion_tokens += t.completion_tokens
+            total.cost += t.cost
+        return total
+
     def freeze(self) -> UsageTotals:
         return UsageTotals(
             calls=self.calls,
@@ -148,9 +158,9 @@ class LLMGateway(Actor):
         self._calls = self._succeeded = self._failed = self._in_flight = self._fallbacks = 0
         self._retries: dict[str, int] = {}
         self._failures: dict[str, int] = {}
-        self._total = _Tally()
-        self._by_model: dict[str, _Tally] = {}
-        self._by_agent: dict[str, _Tally] = {}
+        # One tally per (model, agent): a call adds to one; stats() sums them up.
+        self._tallies: dict[tuple[str, str], _Tally] = {}
+        self._sole: Endpoint | None = None  # the only endpoint, when there is no chain
 
     @classmethod
     def from_config(cls, llm: LLMConfig, **options: Any) -> LLMGateway:
@@ -196,6 +206,8 @@ class LLMGateway(Actor):
         return cls(endpoints, retry=retry, deadline=llm.deadline, **options)
 
     async def on_start(self) -> None:
+        replaying = self.cassette is not None and self.cassette.mode == "replay"
+        self._sole = self.endpoints[0] if len(self.endpoints) == 1 and not replaying else None
         for endpoint in self.endpoints:
             await endpoint.start()
 
@@ -209,14 +221,15 @@ class LLMGateway(Actor):
         self._calls += 1
         self._in_flight += 1
         # The deadline runs from when the call was sent: time queued on the bus counts.
-        queued = time.time() - ctx.timestamp if ctx.timestamp > 0 else 0.0
-        started = self._clock() - max(0.0, queued)
+        started = self._clock()
+        sent = ctx.envelope.timestamp
+        if sent > 0:
+            started -= max(0.0, time.time() - sent)
         deadline = started + (request.timeout or self.deadline)
         try:
-            replaying = self.cassette is not None and self.cassette.mode == "replay"
-            if len(self.endpoints) == 1 and not replaying:
+            endpoint = self._sole
+            if endpoint is not None:
                 # the chain of one, without its frame: the same outcome, on every call's path
-                endpoint = self.endpoints[0]
                 result = await self._on_endpoint(
                     endpoint, request.model or endpoint.model, request, ctx, started, deadline
                 )
@@ -230,13 +243,11 @@ class LLMGateway(Actor):
         finally:
             self._in_flight -= 1
         self._succeeded += 1
-        cost = result.cost
-        self._total.add(result.usage, cost)
-        for tallies, key in ((self._by_model, result.model), (self._by_agent, request.agent)):
-            tally = tallies.get(key)
-            if tally is None:
-                tally = tallies[key] = _Tally()
-            tally.add(result.usage, cost)
+        key = (result.model, request.agent)
+        tally = self._tallies.get(key)
+        if tally is None:
+            tally = self._tallies[key] = _Tally()
+        tally.add(result.usage, result.cost)
         return result
 
     async def _through_chain(
@@ -288,8 +299,13 @@ class LLMGateway(Actor):
         attempts_so_far: list[int] | None = None,
     ) -> ChatResult:
         wire = self._wire_request(endpoint, model, request)
-        reserve = estimate_tokens(_prompt_chars(request)) + (wire.max_tokens or DEFAULT_MAX_TOKENS)
+        reserve = 0  # tokens reserved at admission: only a TPM budget needs the estimate
+        if endpoint.admission.counts_tokens:
+            reserve = estimate_tokens(_prompt_chars(request)) + (
+                wire.max_tokens or DEFAULT_MAX_TOKENS
+            )
         attempts = request.max_attempts or self.retry.max_attempts
+        counter = attempts_so_far if attempts_so_far is not None else [0]
         failures = 0
         while True:
             remaining = deadline - self._clock()
@@ -318,7 +334,6 @@ class LLMGateway(Actor):
                     endpoint=endpoint.name,
                     model=model,
                 )
-            counter = attempts_so_far if attempts_so_far is not None else [failures]
             counter[0] += 1
             used = 0  # a failed attempt gives its whole reservation back
             retry_in: float | None = None  # set when another attempt follows
@@ -475,9 +490,15 @@ class LLMGateway(Actor):
             fallbacks=self._fallbacks,
             retries=dict(self._retries),
             failures=dict(self._failures),
-            total=self._total.freeze(),
-            by_model={k: v.freeze() for k, v in self._by_model.items()},
-            by_agent={k: v.freeze() for k, v in self._by_agent.items()},
+            total=_Tally.sum(self._tallies.values()).freeze(),
+            by_model={
+                model: _Tally.sum(t for (m, _), t in self._tallies.items() if m == model).freeze()
+                for model in dict.fromkeys(m for m, _ in self._tallies)
+            },
+            by_agent={
+                agent: _Tally.sum(t for (_, a), t in self._tallies.items() if a == agent).freeze()
+                for agent in dict.fromkeys(a for _, a in self._tallies)
+            },
             endpoints=tuple(
                 EndpointStats(
                     name=e.name,

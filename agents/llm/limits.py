@@ -84,6 +84,11 @@ class Admission:
         self.wait_seconds_rate = 0.0
         self.paused_seconds = 0.0
 
+    @property
+    def counts_tokens(self) -> bool:
+        """A TPM budget is set: calls reserve their estimated tokens at admission."""
+        return self._tokens is not None
+
     def pause(self, seconds: float) -> None:
         """Hold every new call to this endpoint for ``seconds`` (a 429's Retry-After)."""
         self._paused_until = max(self._paused_until, self._clock() + seconds)
