@@ -356,7 +356,7 @@ class Core:
                 and (sub._limiter is None or not sub._limiter.locked())
             ):
                 await sub._handle_inline(env, pending, route)
-                return await future  # settled already: no suspension
+                return await future  # settled already: no suspension (unless supervised)
             blocked = self._enqueue(route, env)
             pending.queued = self._appended
             if blocked is not None:

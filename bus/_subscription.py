@@ -438,7 +438,12 @@ class Subscription:
                 bus._in_flight -= 1
                 if not bus._in_flight and bus._idle_waiters:
                     bus._wake_idle()
-                bus._reply(env, result, None, self)
+                replies = bus._routes.get(env.reply_to)  # type: ignore[arg-type]
+                if replies is None or replies.taps or pending.future.done():
+                    bus._reply(env, result, None, self)
+                else:  # _reply() without its look-ups: the request is at hand
+                    bus._replies += 1
+                    pending.future.set_result(result)
         finally:
             bus._inline -= 1
             if not bus._inline and bus._inline_idle is not None:
