@@ -52,6 +52,7 @@ class Finished:
     served: ServedStats | None
     baseline_rss: int
     event_loop: str
+    gc: str
     started_at: str
     elapsed: float
     tasks_left: int
@@ -212,6 +213,7 @@ def _resources(run: Finished) -> ResourceFigures:
     lags = sorted(s.lag for s in run.samples)
     return ResourceFigures(
         event_loop=run.event_loop,
+        gc=run.gc,
         cpu_seconds=round(run.end.cpu - run.start.cpu, 3),
         cpu_seconds_measured=round(measured_cpu, 3),
         cpu_utilisation=round(measured_cpu / window, 3) if window > 0 else 0.0,

@@ -171,7 +171,7 @@ def _setup(r: LoadReport) -> str:
             ),
             ("mock", f"latency {t.latency}, faults {t.faults or 'none'}" if t.latency else "—"),
             ("why there", t.why),
-            ("event loop", r.resources.event_loop),
+            ("event loop", f"{r.resources.event_loop}, {r.resources.gc}"),
         ]
     )
 

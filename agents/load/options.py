@@ -94,6 +94,7 @@ class LoadOptions:
     quiet: bool = False
     json: bool = False
     uvloop: bool = True
+    tuned_gc: bool = True
     sample_interval: float = 0.1
 
     def __post_init__(self) -> None:
@@ -158,6 +159,7 @@ class LoadOptions:
             quiet=args.quiet,
             json=args.json,
             uvloop=not args.no_uvloop,
+            tuned_gc=not args.default_gc,
         )
 
 
@@ -299,3 +301,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--quiet", "-q", action="store_true", help="only the closing line")
     out.add_argument("--json", action="store_true", help="print the report as one JSON object")
     out.add_argument("--no-uvloop", action="store_true", help="use asyncio's loop even if uvloop")
+    out.add_argument(
+        "--default-gc",
+        action="store_true",
+        help="keep CPython's gc thresholds (default: collect less often while loops run)",
+    )

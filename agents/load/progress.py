@@ -125,7 +125,7 @@ def summary_lines(report: LoadReport, paths: tuple[Path, Path] | None) -> list[s
         f"target     {t.kind}, model {t.model}, cap {t.cap}"
         + (f", latency {t.latency}" if t.latency else "")
         + (f", faults {t.faults}" if t.faults else "")
-        + f" · {res.event_loop}",
+        + f" · {res.event_loop}, {res.gc}",
         f"loops      {r.loops.started:,} started: {r.loops.ok:,} ok, {r.loops.failed:,} failed "
         f"({_counts(failures)})"
         + (f" · stopped by {r.loops.stopped_by}" if r.loops.stopped_by else ""),

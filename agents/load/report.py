@@ -147,6 +147,7 @@ class ResourceFigures(_Section, frozen=True, kw_only=True):
     """
 
     event_loop: str
+    gc: str  # the garbage collector's settings while the loops ran
     cpu_seconds: float
     cpu_seconds_measured: float
     cpu_utilisation: float

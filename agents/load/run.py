@@ -23,7 +23,7 @@ from ..config import Config, load_config
 from ..runtime import open_runtime
 from .collect import Finished, build_report
 from .drivers import Budget, Driver, Gate
-from .eventloop import running_loop_name
+from .eventloop import load_gc, running_loop_name
 from .html import render
 from .metrics import Sampler, Snapshot, Tally, current_rss
 from .options import LoadError, LoadOptions
@@ -110,7 +110,11 @@ async def run_load(
                 progress = Progress(console, tally, warm_up=options.warm_up) if console else None
                 sampler.watchers += [guard] if budget.is_set else []
                 sampler.watchers += [progress.watch] if progress else []
-                with _quiet_scenario(options), progress.running() if progress else _nothing():
+                with (
+                    _quiet_scenario(options),
+                    progress.running() if progress else _nothing(),
+                    load_gc(options.tuned_gc) as gc_settings,
+                ):
                     async with anyio.create_task_group() as group:
                         group.start_soon(sampler.run)
                         await driver.run()
@@ -136,6 +140,7 @@ async def run_load(
         served=served,
         baseline_rss=baseline_rss,
         event_loop=running_loop_name(),
+        gc=gc_settings,
         started_at=started_at,
         elapsed=time.perf_counter() - began,
         tasks_left=len(asyncio.all_tasks() - before - {asyncio.current_task()}),

@@ -1,8 +1,10 @@
-"""Pieces of the report built from samples: the plotted series, and the event loop's name."""
+"""Pieces of the report built from samples: the plotted series, the event loop's name,
+and the garbage collector's settings."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 import types
 from dataclasses import replace
@@ -11,6 +13,7 @@ import pytest
 
 from agents.load import loop_factory, running_loop_name
 from agents.load.collect import MAX_POINTS, _series
+from agents.load.eventloop import YOUNG_GC_THRESHOLD, load_gc
 
 from .test_bottleneck import ZERO
 
@@ -51,3 +54,26 @@ def test_uvloop_is_used_when_installed_unless_turned_off(monkeypatch: pytest.Mon
     monkeypatch.setitem(sys.modules, "uvloop", fake)
     assert loop_factory() is asyncio.new_event_loop
     assert loop_factory(use_uvloop=False) is None
+
+
+def test_the_tuned_gc_collects_less_often_during_the_loops_and_is_undone_after() -> None:
+    before = gc.get_threshold()
+    frozen = gc.get_freeze_count()
+    kept = [object() for _ in range(10)]  # made by the set-up: frozen out of the collector
+    with pytest.raises(RuntimeError), load_gc() as name:
+        assert name == "gc every 50,000 allocations"
+        assert gc.get_threshold() == (YOUNG_GC_THRESHOLD, *before[1:])
+        assert gc.get_freeze_count() > frozen
+        assert gc.isenabled()
+        raise RuntimeError("a loop crashed")  # undone all the same
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == frozen
+    assert kept
+
+
+def test_default_gc_changes_nothing() -> None:
+    before = gc.get_threshold()
+    with load_gc(tuned=False) as name:
+        assert name == "default gc"
+        assert gc.get_threshold() == before
+    assert gc.get_threshold() == before

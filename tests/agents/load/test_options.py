@@ -24,6 +24,7 @@ def test_the_defaults_are_a_closed_loop_of_the_synthetic_workload() -> None:
     assert options.mock_latency.seconds == 0.05 and options.mock_faults.rates == {}
     assert options.report is not None and options.report.parent == Path(".hivebus/load")
     assert options.uvloop is True and not options.mock_in_process
+    assert options.tuned_gc is True
 
 
 def test_every_option_is_read() -> None:
@@ -53,6 +54,7 @@ def test_every_option_is_read() -> None:
         "--quiet",
         "--json",
         "--no-uvloop",
+        "--default-gc",
     )  # fmt: skip
     assert options.scenario == Path("team.py")
     assert (options.agents, options.steps, options.tools) == (4, 2, 3)
@@ -66,6 +68,7 @@ def test_every_option_is_read() -> None:
     assert options.mock_url == "http://127.0.0.1:8000/v1" and options.report == Path("out")
     assert options.yes_real_endpoint and options.max_calls == 500 and options.max_cost == 2.5
     assert options.quiet and options.json and options.uvloop is False
+    assert options.tuned_gc is False
 
 
 @pytest.mark.parametrize(

@@ -148,6 +148,7 @@ async def test_the_report_names_the_event_loop_and_resources(fast_config: Config
     report = await run_load(options, config=fast_config)
     resources = report.resources
     assert resources.event_loop == "asyncio"  # what pytest runs under
+    assert resources.gc == "gc every 50,000 allocations"
     assert resources.peak_rss > 0 and resources.baseline_rss > 0
     assert resources.cpu_seconds > 0 and resources.cpu_per_loop > 0
     assert report.throughput.loops_per_s > 0 and report.throughput.llm_requests_per_s > 0
