@@ -218,23 +218,32 @@ class _Run:
 
     async def loop(self) -> AgentResult:
         agent = self.agent
+        # What to store before the next window: sent along with the window request (one
+        # round trip, not two), or on its own when the loop ends before another window.
+        unsaved: list[ChatMessage] = []
         if not self.task.handoffs:  # a handed-off task continues the conversation as is
-            await self.remember([UserMessage(content=self.task.content)])
+            unsaved.append(UserMessage(content=self.task.content))
         while self.step < agent.max_steps:
             self.step += 1
             await self.event("step_started")
             window = await self.ctx.request(
                 MEMORY_WINDOW,
-                MemoryWindow(conversation_id=self.conversation, max_tokens=agent.memory_tokens),
+                MemoryWindow(
+                    conversation_id=self.conversation,
+                    max_tokens=agent.memory_tokens,
+                    append=unsaved or None,
+                ),
             )
+            unsaved = []
             answer = await self.think([agent._system, *window.messages])
             message = answer.message
             calls = answer.tool_calls
             said = AssistantMessage(content=message.content, tool_calls=message.tool_calls)
             if calls:
                 results = await self.act(calls)
-                await self.remember([said, *results])
+                unsaved = [said, *results]
                 if self.handoff is not None:
+                    await self.remember(unsaved)  # the target reads the conversation
                     return await self.hand_off(*self.handoff)
                 continue
             if agent._output_decoder is not None:
@@ -262,6 +271,8 @@ class _Run:
                 cost=self.cost,
                 handoffs=self.task.handoffs,
             )
+        if unsaved:
+            await self.remember(unsaved)  # the last step's tool results are kept as well
         why = "its answers did not validate" if self.invalid_outputs else "still calling tools"
         raise MaxStepsExceeded(
             f"no final answer after max_steps={agent.max_steps} steps ({why})",

@@ -189,14 +189,19 @@ def _dead_letter(p: dict[str, Any]) -> str:
 Renderer = Callable[[dict[str, Any]], str]
 
 
-def _append(p: dict[str, Any]) -> str:
-    roles = [str(m.get("role")) for m in p.get("messages") or [] if isinstance(m, dict)]
+def _appended(messages: Any) -> str:
+    roles = [str(m.get("role")) for m in messages or [] if isinstance(m, dict)]
     return f"append {_count(len(roles), 'message')} ({', '.join(roles)})"
+
+
+def _append(p: dict[str, Any]) -> str:
+    return _appended(p.get("messages"))
 
 
 def _window(p: dict[str, Any]) -> str:
     limit = p.get("max_tokens") or p.get("max_messages")
-    return "window" + (f" of at most {limit}" if limit else "")
+    text = "window" + (f" of at most {limit}" if limit else "")
+    return f"{_appended(p['append'])}, then {text}" if p.get("append") else text
 
 
 def _window_reply(p: dict[str, Any]) -> str:

@@ -30,11 +30,15 @@ class MemoryWindow(Message, frozen=True, kw_only=True):
     ``max_messages`` and ``max_tokens`` bound the window; system messages are always kept
     and count toward both; an assistant message with tool calls is never returned without
     its tool results, nor a tool result without its call.
+
+    ``append``: messages to store first, as a ``memory.append`` would (one round trip for
+    an agent's "remember the last step, then show me the conversation").
     """
 
     conversation_id: str
     max_messages: int | None = None
     max_tokens: int | None = None
+    append: list[ChatMessage] | None = None
 
 
 class Window(Message, frozen=True, kw_only=True):

@@ -85,7 +85,11 @@ class MemoryStore(Actor, ABC):
 
     @handler(MEMORY_WINDOW, buffer=_BUFFER)
     async def window(self, request: MemoryWindow) -> Window:
-        """The newest turns within the request's limits (or the store's); see select_window."""
+        """The newest turns within the request's limits (or the store's), after storing the
+        request's ``append`` if it has one; see select_window."""
+        if request.append:
+            await self._store_messages(request.conversation_id, request.append)
+            self._appends += 1
         stored = await self._load_messages(request.conversation_id)
         messages, tokens, dropped = select_window(
             stored,

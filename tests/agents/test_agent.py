@@ -248,6 +248,24 @@ async def test_max_steps_ends_the_task_with_a_clear_error_not_a_hang() -> None:
         assert w.events("loopy")[-1].kind == "failed"
 
 
+async def test_the_last_step_is_remembered_when_max_steps_ends_the_loop() -> None:
+    # A step's messages are stored with the next step's window request: when no step
+    # follows, they are stored on their own, not lost.
+    policy = Policy([Rule(tool_calls=calls(("calculator", {"expression": "1+1"})))])
+    async with world(policy, [calculator]) as w:
+        await w.bus.add(Agent("loopy", "You are loopy.", tools=[calculator], max_steps=2))
+        with pytest.raises(MaxStepsExceeded):
+            await ask(w.bus, "loopy", "forever", conversation_id="c-max")
+        stored = await w.memory("c-max")
+        assert [type(m).__name__ for m in stored] == [
+            "UserMessage",
+            "AssistantMessage",
+            "ToolMessage",
+            "AssistantMessage",
+            "ToolMessage",
+        ]
+
+
 async def test_cancelling_a_task_mid_step_leaves_nothing_running() -> None:
     entered = anyio.Event()
     outcome: list[str] = []

@@ -53,7 +53,7 @@ def test_quiet_prints_only_the_closing_line(
     assert main(["run", CENSUS, "--quiet", "--trace", str(tmp_path / "t.jsonl")]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "Report: the north hive is home to 12000 bees."
-    assert len(lines) == 2 and lines[1].startswith("38 messages · 3 LLM calls · ")
+    assert len(lines) == 2 and lines[1].startswith("32 messages · 3 LLM calls · ")
     assert lines[1].endswith(f"trace {tmp_path / 't.jsonl'}")
 
 

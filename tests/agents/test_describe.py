@@ -79,10 +79,15 @@ async def test_agent_events_say_what_happened(records: list[TraceRecord]) -> Non
 
 
 async def test_memory_traffic_in_words(records: list[TraceRecord]) -> None:
-    assert texts(records, "MemoryAppend")[0] == "append 1 message (user)"
-    assert texts(records, "Appended")[0] == "1 messages stored"
-    assert texts(records, "MemoryWindow")[0] == "window"
+    # the task's message is stored with the first window request, one round trip
+    windows = texts(records, "MemoryWindow")
+    assert windows[0] == "append 1 message (user), then window"
+    assert windows[1] == "append 3 messages (assistant, tool, tool), then window"
     assert texts(records, "Window")[0].startswith("1 message, ")
+    assert texts(records, "MemoryAppend")[0] == "append 1 message (assistant)"  # the answer
+    assert texts(records, "Appended")[0] == "5 messages stored"
+    plain = rec("MemoryWindow", {"conversation_id": "c", "max_tokens": 500})
+    assert describe(plain) == "window of at most 500"
 
 
 async def test_a_tree_line_joins_a_request_and_its_reply(records: list[TraceRecord]) -> None:

@@ -64,7 +64,7 @@ async def test_verbose_shows_every_message(tmp_path: Path) -> None:
     console, out = plain_console()
     show_all(LiveView(console, verbose=True), records)
     assert len(out.getvalue().splitlines()) == len(records)
-    assert "researcher → memory  append 1 message (user)" in out.getvalue()
+    assert "researcher → memory  append 1 message (user), then window" in out.getvalue()
 
 
 async def test_the_status_names_the_llm_calls_in_flight(tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ def test_a_scenario_runs_to_its_table_and_trace(tmp_path: Path) -> None:
     table = [line for line in lines if line.startswith("│")]
     assert [row.split("│")[1].strip() for row in table] == ["researcher", "writer", "total"]
     assert re.search(r"│ researcher │\s+1 │\s+2 │\s+2 │\s+58 │ \$0\.0000 │\s+1 │\s+0 │", out)
-    assert "38 messages · 3 LLM calls · 94 tokens · $0.0000 · 1 tool call · 0 errors" in out
+    assert "32 messages · 3 LLM calls · 94 tokens · $0.0000 · 1 tool call · 0 errors" in out
     # the command as it can be typed here: .venv/bin/hivebus when hivebus is not on PATH
     assert lines[-1] in (
         f"trace: {trace} (read it: hivebus trace {trace})",
@@ -56,18 +56,20 @@ def test_its_trace_reads_back_as_a_tree_by_agent_with_a_summary(tmp_path: Path) 
     assert whole.returncode == 0, whole.stderr
     tree = whole.stdout.splitlines()
     assert "hivebus → agent.researcher.inbox [Task] ⏱ " in tree[0]
-    assert tree[1].startswith("  ") and "researcher.work → memory.append" in tree[1]
+    assert tree[1].startswith("  ") and "researcher.work → agent.researcher.events" in tree[1]
+    assert "researcher.work → memory.window [MemoryWindow]" in tree[2]
+    assert "append 1 message (user), then window" in tree[2]
     assert any(
         "researcher.work → tool.call [ToolCallRequest]" in line and "⇒ count_bees =" in line
         for line in tree
     )
-    assert "38 records (10 events, 14 requests, 14 replies) in 2 trees over " in whole.stdout
+    assert "32 records (10 events, 11 requests, 11 replies) in 2 trees over " in whole.stdout
     assert "LLM: 3 calls (0 failed), 94 tokens" in whole.stdout
     assert "│ writer     │" in whole.stdout
     writer = hivebus("trace", str(trace), "--agent", "writer")
     assert writer.returncode == 0
     assert "researcher.work" not in writer.stdout and "writer.work → llm.chat" in writer.stdout
-    assert "13 records (3 events, 5 requests, 5 replies) in 1 tree of agent 'writer'" in (
+    assert "11 records (3 events, 4 requests, 4 replies) in 1 tree of agent 'writer'" in (
         writer.stdout
     )
     summary = orjson.loads(hivebus("trace", str(trace), "--json").stdout)
@@ -94,7 +96,7 @@ def test_json_prints_one_summary_object_last(tmp_path: Path) -> None:
     assert before == ["Report: the north hive is home to 12000 bees."]  # the script's print only
     summary = orjson.loads(last)
     assert summary["status"] == "ok" and summary["script"] == CENSUS
-    assert summary["messages"] == 38
+    assert summary["messages"] == 32
     assert summary["llm"] == {
         "calls": 3,
         "errors": 0,
@@ -127,7 +129,7 @@ def test_a_recorded_run_replays_identically_with_no_llm(tmp_path: Path) -> None:
     assert "Report: the north hive is home to 12000 bees." in replay.stdout
     same = hivebus("trace", "diff", str(recorded), str(replayed))
     assert same.returncode == 0, same.stdout
-    assert same.stdout.startswith("identical: the 38 messages of ")
+    assert same.stdout.startswith("identical: the 32 messages of ")
 
 
 def test_a_replay_without_any_endpoint_starts_no_mock(tmp_path: Path) -> None:
@@ -152,8 +154,8 @@ def test_trace_diff_finds_where_two_runs_part(tmp_path: Path) -> None:
     assert diff.returncode == 1
     lines = diff.stdout.splitlines()
     assert lines[0] == (
-        f"first divergence at message 8 in causation order "
-        f"(A: {north} line 8, 38 messages; B: {south} line 8, 38 messages)"
+        f"first divergence at message 6 in causation order "
+        f"(A: {north} line 6, 32 messages; B: {south} line 6, 32 messages)"
     )
     assert lines[1].startswith("  A: llm-gateway.chat → _INBOX.") and "[ChatResult]" in lines[1]
     assert lines[3:] == [
@@ -213,7 +215,7 @@ def test_without_trace_the_run_is_kept_under_hivebus_runs(tmp_path: Path) -> Non
     assert result.returncode == 0, result.stderr
     (trace,) = (tmp_path / ".hivebus" / "runs").glob("hive_census-*.jsonl")
     assert result.stdout.splitlines()[-1].endswith(f"trace {trace.relative_to(tmp_path)}")
-    assert len(read_trace(trace)) == 38
+    assert len(read_trace(trace)) == 32
 
 
 @pytest.mark.parametrize(
@@ -320,7 +322,7 @@ def test_trace_diff_ignores_which_parallel_tool_call_finished_first(tmp_path: Pa
     assert answered == ["alpha", "beta", "beta", "alpha"]  # they did finish in other orders
     diff = hivebus("trace", "diff", str(first), str(second))
     assert diff.returncode == 0, diff.stdout
-    assert diff.stdout.startswith("identical: the 29 messages of ")
+    assert diff.stdout.startswith("identical: the 25 messages of ")
 
 
 ORDERS = """

@@ -284,3 +284,17 @@ async def test_notes_are_kept_per_conversation(make_store: MakeStore) -> None:
         assert await get_notes(bus, "c2") == {"k": "two"}
     stats = store.stats()
     assert (stats.conversations, stats.note_writes, stats.note_reads) == (2, 2, 2)
+
+
+async def test_a_window_request_can_store_messages_first(make_store: MakeStore) -> None:
+    store = make_store()
+    async with Bus() as bus:
+        await bus.add(store)
+        await append(bus, "c", user("one"))
+        request = MemoryWindow(conversation_id="c", append=[user("two"), user("three")])
+        got = await bus.request(MEMORY_WINDOW, request, timeout=5)
+        assert texts(got) == ["one", "two", "three"]  # stored, then the window
+        assert texts(await window(bus, "c")) == ["one", "two", "three"]  # and kept
+        empty = MemoryWindow(conversation_id="c", append=[])
+        assert texts(await bus.request(MEMORY_WINDOW, empty, timeout=5)) == ["one", "two", "three"]
+    assert store.stats().appends == 2
