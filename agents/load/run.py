@@ -91,35 +91,35 @@ async def run_load(
             runtime_config = msgspec.structs.replace(config, llm=target.llm)
             async with open_runtime(runtime_config, bus=bus) as runtime:
                 await workload.setup(runtime)
-                tally = Tally()
-                sampler = Sampler(runtime, tally, options.sample_interval)
-                budget = Budget(
-                    options.max_calls,
-                    options.max_cost,
-                    workload.calls_per_loop,
-                    runtime.gateway.stats,
-                )
-                gate = Gate(options, tally, budget, on_measuring=sampler.mark)
-                driver = Driver(options, workload, runtime, tally, gate)
+                # before the clocks start: the collection and freeze are set-up, not load
+                with load_gc(options.tuned_gc) as gc_settings:
+                    tally = Tally()
+                    sampler = Sampler(runtime, tally, options.sample_interval)
+                    budget = Budget(
+                        options.max_calls,
+                        options.max_cost,
+                        workload.calls_per_loop,
+                        runtime.gateway.stats,
+                    )
+                    gate = Gate(options, tally, budget, on_measuring=sampler.mark)
+                    driver = Driver(options, workload, runtime, tally, gate)
 
-                def guard(sample: Snapshot) -> None:
-                    reached = budget.exceeded(sample.llm_calls + sample.retries, sample.cost)
-                    if reached is not None:
-                        driver.stop(reached)
+                    def guard(sample: Snapshot) -> None:
+                        reached = budget.exceeded(sample.llm_calls + sample.retries, sample.cost)
+                        if reached is not None:
+                            driver.stop(reached)
 
-                progress = Progress(console, tally, warm_up=options.warm_up) if console else None
-                sampler.watchers += [guard] if budget.is_set else []
-                sampler.watchers += [progress.watch] if progress else []
-                with (
-                    _quiet_scenario(options),
-                    progress.running() if progress else _nothing(),
-                    load_gc(options.tuned_gc) as gc_settings,
-                ):
-                    async with anyio.create_task_group() as group:
-                        group.start_soon(sampler.run)
-                        await driver.run()
-                        group.cancel_scope.cancel()
-                end = sampler.take()
+                    progress = (
+                        Progress(console, tally, warm_up=options.warm_up) if console else None
+                    )
+                    sampler.watchers += [guard] if budget.is_set else []
+                    sampler.watchers += [progress.watch] if progress else []
+                    with _quiet_scenario(options), progress.running() if progress else _nothing():
+                        async with anyio.create_task_group() as group:
+                            group.start_soon(sampler.run)
+                            await driver.run()
+                            group.cancel_scope.cancel()
+                    end = sampler.take()
         closed = bus.close_report
         assert closed is not None
         served = await target.served()

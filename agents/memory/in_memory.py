@@ -12,10 +12,11 @@ from .window import TokenCounter, estimate_tokens, trim_history
 
 
 class _Conversation:
-    __slots__ = ("messages", "notes", "touched")
+    __slots__ = ("costs", "messages", "notes", "touched")
 
     def __init__(self, touched: float) -> None:
         self.messages: list[ChatMessage] = []
+        self.costs: list[int] = []  # each message's tokens, counted once when stored
         self.notes: dict[str, str] = {}
         self.touched = touched
 
@@ -67,13 +68,24 @@ class InMemoryStore(MemoryStore):
         assert conversation is not None
         history = conversation.messages
         history.extend(messages)
+        count = self.count_tokens
+        conversation.costs.extend([count(m) for m in messages])
         self._message_count += len(messages)
         if self.max_stored is not None and len(history) > self.max_stored:
             kept = trim_history(history, self.max_stored)
             self._trimmed += len(history) - len(kept)
             self._message_count -= len(history) - len(kept)
             conversation.messages = history = kept
+            conversation.costs = [count(m) for m in kept]
         return len(history)
+
+    async def _load_for_window(
+        self, conversation_id: str
+    ) -> tuple[Sequence[ChatMessage], Sequence[int] | None]:
+        conversation = self._touch(conversation_id, create=False)
+        if conversation is None:
+            return (), ()
+        return conversation.messages, conversation.costs
 
     async def _load_messages(self, conversation_id: str) -> Sequence[ChatMessage]:
         conversation = self._touch(conversation_id, create=False)

@@ -90,9 +90,10 @@ class MemoryStore(Actor, ABC):
         if request.append:
             await self._store_messages(request.conversation_id, request.append)
             self._appends += 1
-        stored = await self._load_messages(request.conversation_id)
+        stored, costs = await self._load_for_window(request.conversation_id)
         messages, tokens, dropped = select_window(
             stored,
+            costs=costs,
             max_messages=self.max_messages
             if request.max_messages is None
             else request.max_messages,
@@ -147,6 +148,13 @@ class MemoryStore(Actor, ABC):
     @abstractmethod
     async def _store_messages(self, conversation_id: str, messages: list[ChatMessage]) -> int:
         """Append to the conversation (creating it); return how many messages it holds."""
+
+    async def _load_for_window(
+        self, conversation_id: str
+    ) -> tuple[Sequence[ChatMessage], Sequence[int] | None]:
+        """The stored messages and, if the store keeps them, their token counts (by
+        ``count_tokens``, in the same order); None: counted when a window is asked for."""
+        return await self._load_messages(conversation_id), None
 
     @abstractmethod
     async def _load_messages(self, conversation_id: str) -> Sequence[ChatMessage]:

@@ -117,8 +117,12 @@ def select_window(
     max_messages: int | None = None,
     max_tokens: int | None = None,
     count_tokens: TokenCounter = estimate_tokens,
+    costs: Sequence[int] | None = None,
 ) -> tuple[list[ChatMessage], int, int]:
     """The newest turns that fit, with every pinned message: ``(window, tokens, dropped)``.
+
+    ``costs``, if given, are the messages' token counts already made (a store that counts
+    each message once, when it is stored); else ``count_tokens`` counts them now.
 
     ``window`` keeps the stored order; ``tokens`` is its cost by ``count_tokens``;
     ``dropped`` is how many stored messages were left out. A limit of None is no limit.
@@ -131,14 +135,18 @@ def select_window(
         max_tokens is not None and max_tokens < 0
     ):
         raise ValueError(f"window limits must be >= 0, got {max_messages=}, {max_tokens=}")
+    if costs is None:
+        costs = [count_tokens(m) for m in messages]
+    elif len(costs) != len(messages):
+        raise ValueError(f"{len(costs)} token counts for {len(messages)} messages")
     pinned, turns = _split(messages)
     size = len(pinned)
-    tokens = sum(count_tokens(messages[i]) for i in pinned)
+    tokens = sum(costs[i] for i in pinned)
     first = len(messages)  # the start of the oldest turn kept
     for turn in reversed(turns):
         if not turn.is_sendable:
             continue
-        cost = sum(count_tokens(m) for m in messages[turn.start : turn.stop])
+        cost = sum(costs[turn.start : turn.stop])
         grown = size + turn.stop - turn.start
         if (max_messages is not None and grown > max_messages) or (
             max_tokens is not None and tokens + cost > max_tokens

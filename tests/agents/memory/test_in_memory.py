@@ -215,3 +215,23 @@ def test_the_store_has_a_name_and_bounds_by_default() -> None:
     assert store.name == "memory"
     assert store.ttl is not None and store.max_conversations is not None
     assert store.max_stored is None
+
+
+async def test_each_message_is_counted_once_however_many_windows_read_it() -> None:
+    counted: list[ChatMessage] = []
+
+    def count(message: ChatMessage) -> int:
+        counted.append(message)
+        return 10
+
+    store = InMemoryStore(count_tokens=count, max_stored=3)
+    async with Bus() as bus:
+        await bus.add(store)
+        await append(bus, "c", SYSTEM, user("one"))
+        for _ in range(3):
+            assert (await window(bus, "c")).tokens == 20
+        assert len(counted) == 2  # at the append, not at each window
+        await append(bus, "c", user("two"), user("three"))  # past max_stored: trimmed
+        got = await window(bus, "c")
+        assert [m.content for m in got.messages] == ["You are terse.", "two", "three"]
+        assert got.tokens == 30

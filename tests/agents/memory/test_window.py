@@ -233,3 +233,8 @@ def test_trimming_keeps_the_newest_turn_even_past_the_cap() -> None:
     history: list[ChatMessage] = [UserMessage(content="q"), calls("a", "b"), result("a")]
     # an unfinished tool turn: its last result may be on its way, so it stays whole
     assert trim_history(history, 1) == history[1:]
+
+
+def test_token_counts_must_match_the_messages() -> None:
+    with pytest.raises(ValueError, match="2 token counts for 1 messages"):
+        select_window([UserMessage(content="hi")], costs=[1, 2])

@@ -230,3 +230,15 @@ def test_a_trim_keeps_the_pinned_and_the_newest_turns_whole(
     if first > 0:  # dropping one turn fewer would have been over the cap
         dropped_last = [t for t in history if not t.is_pinned][first - 1]
         assert len(trimmed) + len(dropped_last.messages) > max_stored
+
+
+@EXAMPLES
+@given(histories(), limits, budgets, counters)
+def test_token_counts_made_in_advance_give_the_same_window(
+    history: list[Turn], max_messages: int | None, max_tokens: int | None, count: TokenCounter
+) -> None:
+    messages = flat(history)
+    limits_ = {"max_messages": max_messages, "max_tokens": max_tokens}
+    counted_now = select_window(messages, count_tokens=count, **limits_)
+    counted_before = select_window(messages, costs=[count(m) for m in messages], **limits_)
+    assert counted_before == counted_now
