@@ -147,7 +147,7 @@ class ResourceFigures(_Section, frozen=True, kw_only=True):
     """
 
     event_loop: str
-    gc: str  # the garbage collector's settings while the loops ran
+    gc: str = "default gc"  # the gc settings while the loops ran (reports before: default)
     cpu_seconds: float
     cpu_seconds_measured: float
     cpu_utilisation: float

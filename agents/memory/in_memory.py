@@ -66,10 +66,11 @@ class InMemoryStore(MemoryStore):
     async def _store_messages(self, conversation_id: str, messages: list[ChatMessage]) -> int:
         conversation = self._touch(conversation_id, create=True)
         assert conversation is not None
+        count = self.count_tokens
+        costs = [count(m) for m in messages]  # first: a counter that raises stores nothing
         history = conversation.messages
         history.extend(messages)
-        count = self.count_tokens
-        conversation.costs.extend([count(m) for m in messages])
+        conversation.costs.extend(costs)
         self._message_count += len(messages)
         if self.max_stored is not None and len(history) > self.max_stored:
             kept = trim_history(history, self.max_stored)

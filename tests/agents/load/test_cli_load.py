@@ -129,3 +129,15 @@ def test_load_is_listed_in_the_help(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "load      load-test many concurrent agent loops" in out
     assert "_load-mock" not in out, "the mock's child process is no command of the user's"
+
+
+def test_a_report_written_before_gc_settings_were_reported_still_reads(
+    tmp_path: Path,
+) -> None:
+    argv = ["load", "--loops", "5", "--concurrency", "5", "--mock-in-process", "--quiet"]
+    assert main([*argv, "--report", str(tmp_path)]) == 0
+    raw = orjson.loads((tmp_path / "report.json").read_bytes())
+    assert raw["resources"]["gc"] == "gc every 50,000 allocations"
+    del raw["resources"]["gc"]  # as an older hivebus wrote it
+    (tmp_path / "report.json").write_bytes(orjson.dumps(raw))
+    assert read_report(tmp_path / "report.json").resources.gc == "default gc"

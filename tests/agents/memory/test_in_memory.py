@@ -23,7 +23,7 @@ from agents.memory import (
     MemoryWindow,
     Window,
 )
-from bus import Bus
+from bus import Bus, RemoteError
 from tools.messages import NOTE_GET, NOTE_SET, NoteGet, NoteSet
 
 pytestmark = pytest.mark.anyio
@@ -235,3 +235,21 @@ async def test_each_message_is_counted_once_however_many_windows_read_it() -> No
         got = await window(bus, "c")
         assert [m.content for m in got.messages] == ["You are terse.", "two", "three"]
         assert got.tokens == 30
+
+
+async def test_a_token_counter_that_fails_stores_nothing_and_breaks_nothing() -> None:
+    fail = [True]
+
+    def count(message: ChatMessage) -> int:
+        if fail[0]:
+            fail[0] = False
+            raise ValueError("tokenizer down")
+        return 7
+
+    async with Bus() as bus:
+        await bus.add(InMemoryStore(count_tokens=count))
+        with pytest.raises(RemoteError, match="tokenizer down"):
+            await append(bus, "c", user("lost"))
+        assert await append(bus, "c", user("kept")) == 1
+        got = await window(bus, "c")
+        assert [m.content for m in got.messages] == ["kept"] and got.tokens == 7
