@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import anyio
@@ -92,15 +92,11 @@ class _Tally:
         self.completion_tokens += usage.completion_tokens
         self.cost += cost or 0.0
 
-    @classmethod
-    def sum(cls, tallies: Iterable[_Tally]) -> _Tally:
-        total = cls()
-        for t in tallies:
-            total.calls += t.calls
-            total.prompt_tokens += t.prompt_tokens
-            total.completion_tokens += t.completion_tokens
-            total.cost += t.cost
-        return total
+    def merge(self, other: _Tally) -> None:
+        self.calls += other.calls
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.cost += other.cost
 
     def freeze(self) -> UsageTotals:
         return UsageTotals(
@@ -480,6 +476,11 @@ class LLMGateway(Actor):
         return publish
 
     def stats(self) -> GatewayStats:
+        total, by_model, by_agent = _Tally(), dict[str, _Tally](), dict[str, _Tally]()
+        for (model, agent), tally in self._tallies.items():  # one pass over the calls' keys
+            total.merge(tally)
+            by_model.setdefault(model, _Tally()).merge(tally)
+            by_agent.setdefault(agent, _Tally()).merge(tally)
         return GatewayStats(
             calls=self._calls,
             succeeded=self._succeeded,
@@ -490,15 +491,9 @@ class LLMGateway(Actor):
             fallbacks=self._fallbacks,
             retries=dict(self._retries),
             failures=dict(self._failures),
-            total=_Tally.sum(self._tallies.values()).freeze(),
-            by_model={
-                model: _Tally.sum(t for (m, _), t in self._tallies.items() if m == model).freeze()
-                for model in dict.fromkeys(m for m, _ in self._tallies)
-            },
-            by_agent={
-                agent: _Tally.sum(t for (_, a), t in self._tallies.items() if a == agent).freeze()
-                for agent in dict.fromkeys(a for _, a in self._tallies)
-            },
+            total=total.freeze(),
+            by_model={k: v.freeze() for k, v in by_model.items()},
+            by_agent={k: v.freeze() for k, v in by_agent.items()},
             endpoints=tuple(
                 EndpointStats(
                     name=e.name,
