@@ -9,6 +9,7 @@ as :class:`~agents.task.AgentEvent` on ``agent.<name>.events``, caused by the ta
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Awaitable, Sequence
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import anyio
 import msgspec
 
-from bus import Actor, Context, NoResponders, RemoteError, RequestTimeout, handler
+from bus import Actor, BufferFull, Context, NoResponders, RemoteError, RequestTimeout, handler
 from tools import TOOL_CALL, Tool, ToolCallRequest, ToolResult
 from tools._schema import object_schema
 
@@ -196,6 +197,7 @@ class _Run:
         self.prompt_tokens = self.completion_tokens = 0
         self.cost = 0.0
         self.handoff: tuple[str, str] | None = None  # (to whom, why), once the model asks
+        self.unsaved: list[ChatMessage] = []  # said but not yet sent to the store
         self.started = time.monotonic()
         self.deadline = self.started + (task.timeout or agent.deadline)
 
@@ -216,16 +218,31 @@ class _Run:
             MEMORY_APPEND, MemoryAppend(conversation_id=self.conversation, messages=messages)
         )
 
+    def keep(self, messages: list[ChatMessage]) -> None:
+        """Store ``messages`` without waiting for the store (the run is ending in an error,
+        perhaps cancelled): the publish is routed now, before anything can interrupt it."""
+        with contextlib.suppress(BufferFull):  # (then they are in the dead letters)
+            self.ctx.publish_nowait(
+                MEMORY_APPEND, MemoryAppend(conversation_id=self.conversation, messages=messages)
+            )
+
     async def loop(self) -> AgentResult:
-        agent = self.agent
         # What to store before the next window: sent along with the window request (one
         # round trip, not two), or on its own when the loop ends before another window.
-        unsaved: list[ChatMessage] = []
-        if not self.task.handoffs:  # a handed-off task continues the conversation as is
-            unsaved.append(UserMessage(content=self.task.content))
+        self.unsaved = [] if self.task.handoffs else [UserMessage(content=self.task.content)]
+        try:
+            return await self.steps()
+        except BaseException:  # a deadline, a cancellation, an error: keep what was said
+            if self.unsaved:
+                self.keep(self.unsaved)
+            raise
+
+    async def steps(self) -> AgentResult:
+        agent = self.agent
         while self.step < agent.max_steps:
             self.step += 1
             await self.event("step_started")
+            unsaved, self.unsaved = self.unsaved, []  # (routed with the request, at its await)
             window = await self.ctx.request(
                 MEMORY_WINDOW,
                 MemoryWindow(
@@ -234,17 +251,16 @@ class _Run:
                     append=unsaved or None,
                 ),
             )
-            unsaved = []
             answer = await self.think([agent._system, *window.messages])
             message = answer.message
             calls = answer.tool_calls
             said = AssistantMessage(content=message.content, tool_calls=message.tool_calls)
             if calls:
                 results = await self.act(calls)
-                unsaved = [said, *results]
                 if self.handoff is not None:
-                    await self.remember(unsaved)  # the target reads the conversation
+                    await self.remember([said, *results])  # the target reads the conversation
                     return await self.hand_off(*self.handoff)
+                self.unsaved = [said, *results]
                 continue
             if agent._output_decoder is not None:
                 output, problem = self.decode(message.content)
@@ -271,8 +287,9 @@ class _Run:
                 cost=self.cost,
                 handoffs=self.task.handoffs,
             )
-        if unsaved:
-            await self.remember(unsaved)  # the last step's tool results are kept as well
+        if self.unsaved:  # the last step's tool results are kept as well
+            unsaved, self.unsaved = self.unsaved, []
+            await self.remember(unsaved)
         why = "its answers did not validate" if self.invalid_outputs else "still calling tools"
         raise MaxStepsExceeded(
             f"no final answer after max_steps={agent.max_steps} steps ({why})",

@@ -25,7 +25,6 @@ from ._stats import (
 from ._stream import Stream
 from ._subscription import Handler, Subscription
 from .errors import (
-    BufferFull,
     BusClosed,
     DrainTimeout,
 )
@@ -429,18 +428,8 @@ class Bus(Core):
         """Publish without waiting (from sync code). A full ``block`` subscriber is treated
         like ``error``: the delivery is dropped, dead-lettered, and :class:`BufferFull` raised."""
         blocked = self._send(topic, message, sender or self.name, None, headers, False)
-        if blocked is None:
-            return
-        me = asyncio.current_task()
-        refused = []
-        for sub in blocked.subs:
-            if sub.policy == "block" and me is not None and me in sub._tasks:
-                self._admit(sub, blocked.envelope)  # a handler feeding its own subscription
-            else:
-                refused.append(sub)
-        if refused:
-            self._refuse(refused, blocked.envelope)
-            raise BufferFull(blocked.envelope.subject, refused[0].name, refused[0].maxsize)
+        if blocked is not None:
+            self._no_room(blocked)
 
     # -- request/reply -----------------------------------------------------------------------
 

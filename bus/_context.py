@@ -106,6 +106,17 @@ class Context:
             return DONE
         return self._bus._overflow(blocked, origin=sub)
 
+    def publish_nowait(
+        self, topic: Topic[T, Any], message: T, *, headers: Mapping[str, str] | None = None
+    ) -> None:
+        """Publish as :meth:`publish` does, without ever waiting (from sync code, or while
+        the handler is being cancelled): a full ``block`` buffer is treated like ``error``,
+        the delivery dead-lettered and :class:`BufferFull` raised."""
+        sub = self.subscription
+        blocked = self._bus._send(topic, message, sub.name, self.envelope.id, headers, True)
+        if blocked is not None:
+            self._bus._no_room(blocked)
+
     def request(
         self,
         topic: Topic[T, R],

@@ -227,6 +227,21 @@ class Core:
             sub.dropped += 1
             self._dead_letter(sub, env, "buffer_full")
 
+    def _no_room(self, blocked: _Blocked) -> None:
+        """A publish that may not wait met full buffers: each ``block`` one is treated like
+        ``error`` (dead-lettered, :class:`BufferFull` raised), unless it is the publishing
+        handler's own subscription, which is let in past its bound (it cannot make room)."""
+        me = asyncio.current_task()
+        refused = []
+        for sub in blocked.subs:
+            if sub.policy == "block" and me is not None and me in sub._tasks:
+                self._admit(sub, blocked.envelope)
+            else:
+                refused.append(sub)
+        if refused:
+            self._refuse(refused, blocked.envelope)
+            raise BufferFull(blocked.envelope.subject, refused[0].name, refused[0].maxsize)
+
     def _admit(
         self, sub: Subscription, env: Envelope, pending: PendingRequest | None = None
     ) -> None:

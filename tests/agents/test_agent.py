@@ -266,6 +266,29 @@ async def test_the_last_step_is_remembered_when_max_steps_ends_the_loop() -> Non
         ]
 
 
+async def test_a_step_ended_by_the_deadline_before_the_next_window_is_remembered() -> None:
+    # The deadline falls between a step's act and the next window request (the one that
+    # would have stored the step): a slow event subscriber holds step 2's step_started
+    # publish until the deadline. The step's messages are stored all the same.
+    async def slow_reader(event: AgentEvent) -> None:
+        if event.kind == "tool_called":
+            await anyio.sleep(0.6)  # tool_answered then fills the buffer of 1
+
+    policy = Policy([Rule(tool_calls=calls(("calculator", {"expression": "6*7"})))])
+    async with world(policy, [calculator]) as w:
+        w.bus.subscribe(events_topic("held"), slow_reader, buffer=1)
+        await w.bus.add(Agent("held", "You are held.", tools=[calculator], deadline=0.3))
+        with pytest.raises(TaskTimeout, match=r"\(step 2\)"):
+            await ask(w.bus, "held", "compute", conversation_id="c-held")
+        stored = await w.memory("c-held")
+        assert [type(m).__name__ for m in stored] == [
+            "UserMessage",
+            "AssistantMessage",
+            "ToolMessage",
+        ]
+        assert stored[2].content == "42"
+
+
 async def test_cancelling_a_task_mid_step_leaves_nothing_running() -> None:
     entered = anyio.Event()
     outcome: list[str] = []

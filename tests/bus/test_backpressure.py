@@ -6,9 +6,11 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from bus import DEAD_LETTERS, BufferFull, Bus, DeadLetter
+from bus import DEAD_LETTERS, BufferFull, Bus, Context, DeadLetter, Envelope, Topic
 
-from .messages import PING, Ping
+from .messages import PING, Other, Ping
+
+OTHER = Topic("test.other", Other)
 
 pytestmark = pytest.mark.anyio
 
@@ -119,6 +121,36 @@ async def test_publish_nowait_refuses_when_a_block_buffer_is_full(bus: Bus) -> N
     await bus.drain()
     assert seen == [0, 1]
     assert bus.stats().dropped == 1
+
+
+async def test_a_handlers_publish_nowait_is_caused_by_its_message_and_refused_when_full(
+    bus: Bus,
+) -> None:
+    gate, seen = await _gated_subscriber(bus, "block", buffer=1)
+    dead: list[DeadLetter] = []
+    bus.subscribe(DEAD_LETTERS, dead.append)
+    outcome: list[str] = []
+
+    def relay(msg: Other, ctx: Context) -> None:
+        ctx.publish_nowait(PING, Ping(n=1))  # fills the buffer of 1
+        try:
+            ctx.publish_nowait(PING, Ping(n=2))
+        except BufferFull as exc:
+            outcome.append(type(exc).__name__)
+
+    envelopes: list[Envelope] = []
+    bus.tap("test.ping", envelopes.append)
+    bus.subscribe(OTHER, relay, name="relay")
+    bus.tap("test.other", envelopes.append)
+    await bus.publish(OTHER, Other(text="go"))
+    await anyio.sleep(0.01)
+    gate.set()
+    await bus.drain()
+    assert outcome == ["BufferFull"] and seen == [0, 1]
+    assert [(d.reason, d.envelope.payload) for d in dead] == [("buffer_full", Ping(n=2))]
+    caused = [e for e in envelopes if e.payload == Ping(n=1)]
+    go = next(e for e in envelopes if e.subject == "test.other")
+    assert caused[0].causation_id == go.id and caused[0].sender == "relay"
 
 
 async def test_a_handler_publishing_into_its_own_full_buffer_does_not_deadlock(bus: Bus) -> None:
