@@ -17,7 +17,7 @@ from typing import Any
 import anyio
 import msgspec
 
-from bus import Actor, BufferFull, Context, NoResponders, RemoteError, RequestTimeout, handler
+from bus import DONE, Actor, BufferFull, Context, NoResponders, RemoteError, RequestTimeout, handler
 from tools import TOOL_CALL, Tool, ToolCallRequest, ToolResult
 from tools._schema import object_schema
 
@@ -202,6 +202,8 @@ class _Run:
         self.deadline = self.started + (task.timeout or agent.deadline)
 
     def event(self, kind: EventKind, **fields: Any) -> Awaitable[None]:
+        if not self.ctx.bus.listening(self.agent.events):
+            return DONE  # nobody subscribes or taps: not even built
         return self.ctx.publish(
             self.agent.events,
             AgentEvent(

@@ -5,8 +5,8 @@ It knows nothing of LLMs or agents; those are actors built on it (``agents``, ``
 
 from ._actor import Actor, Supervision, handler
 from ._bus import Bus
-from ._context import Context
-from ._deadlines import DeadlineGrid
+from ._context import DONE, Context
+from ._deadlines import DeadlineGrid, TaskDeadline
 from ._message import Envelope, Message, Topic
 from ._observe import observe_buses
 from ._request import ErrorReply
@@ -37,6 +37,7 @@ from .trace import TraceRecorder, read_trace
 
 __all__ = [
     "DEAD_LETTERS",
+    "DONE",
     "Actor",
     "BufferFull",
     "Bus",
@@ -62,6 +63,7 @@ __all__ = [
     "SubscriptionStats",
     "Supervision",
     "Tap",
+    "TaskDeadline",
     "Topic",
     "TraceRecorder",
     "handler",

@@ -27,6 +27,7 @@ from ._subscription import Handler, Subscription
 from .errors import (
     BusClosed,
     DrainTimeout,
+    InvalidSubject,
 )
 
 if TYPE_CHECKING:
@@ -388,6 +389,17 @@ class Bus(Core):
 
         validate_subject(pattern, pattern=True)
         return self._router.add_tap(pattern, callback)
+
+    def listening(self, topic: Topic[Any, Any]) -> bool:
+        """Whether a publish to ``topic`` now would reach anyone: a subscriber or a tap.
+        For a publisher whose messages cost something to build (a trace of events, say)
+        and are worth nothing unheard; what a publish nobody hears costs is counted only."""
+        route = self._routes.get(topic.subject)
+        if route is None:
+            if topic.is_pattern:
+                raise InvalidSubject(topic.subject, "a wildcard pattern is not published to")
+            route = self._router.route(topic.subject)
+        return not route.silent
 
     async def add(self, actor: Actor) -> Actor:
         """Attach an actor: its handlers are subscribed and it is started and stopped with the

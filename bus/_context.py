@@ -28,7 +28,7 @@ class _Done:
         yield  # (a generator that is finished at once)
 
 
-DONE = _Done()
+DONE = _Done()  # (public: what a function returning "an awaitable" returns when done)
 
 
 class Context:

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from bus import DeadlineGrid
+from bus import DeadlineGrid, TaskDeadline
 
 from .errors import (
     AuthenticationFailed,
@@ -46,23 +46,6 @@ from .wire import (
 )
 
 DeltaSink = Callable[[str | None, list[ToolCallChunk] | None, str | None], Awaitable[None]]
-
-
-class _AttemptTimer:
-    """Cancels the attempt's task when its deadline passes (then the attempt raises
-    :class:`LLMTimeout`), as ``asyncio.timeout`` would, without a loop timer of its own."""
-
-    __slots__ = ("cancelling", "fired", "settled", "task")
-
-    def __init__(self, task: asyncio.Task[Any]) -> None:
-        self.task = task
-        self.cancelling = task.cancelling()  # cancellations already asked for, from outside
-        self.fired = self.settled = False
-
-    def expire(self) -> None:
-        if not self.task.done():
-            self.fired = True
-            self.task.cancel()
 
 
 @dataclass
@@ -181,10 +164,7 @@ class Endpoint:
         if timeout <= 0:  # aiohttp reads 0 as "no timeout": the deadline has passed already
             raise LLMTimeout("no time left for an attempt", endpoint=self.name, model=request.model)
         body = request_encoder.encode(request)
-        task = asyncio.current_task()
-        assert task is not None
-        timer = _AttemptTimer(task)
-        key = self._deadlines.watch(asyncio.get_running_loop(), timeout, timer)
+        deadline = TaskDeadline(self._deadlines, timeout)
         try:
             # (not `async with`: a read to the end gives the connection back by itself, and
             # the context manager's two extra awaits cost more than its release)
@@ -203,10 +183,7 @@ class Endpoint:
         except LLMError:
             raise
         except asyncio.CancelledError:
-            if timer.fired:
-                timer.settled = True
-                if task.uncancel() > timer.cancelling:
-                    raise  # cancelled from outside as well: that wins
+            if deadline.expired():  # (not when cancelled from outside as well: that wins)
                 raise LLMTimeout(
                     f"no complete answer within {timeout:g}s",
                     endpoint=self.name,
@@ -226,10 +203,7 @@ class Endpoint:
                 model=request.model,
             ) from None
         finally:
-            self._deadlines.forget(key, timer)
-            if timer.fired and not timer.settled:  # fired as the answer came: not a timeout
-                timer.settled = True
-                task.uncancel()
+            deadline.stop()
         try:
             completion = completion_decoder.decode(raw)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:

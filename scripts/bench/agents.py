@@ -5,7 +5,7 @@
 Each loop is one task of 3 steps: the mock (zero latency, its own process) answers the
 first two LLM calls with a tool call and the third with the final answer, so a loop is
 3 llm.chat, 2 tool.call, 3 memory.window (each storing the step before) and 1 memory.append
-requests, plus events.
+requests, and the task (the agents' events are not built: nobody listens).
 The floor is the same number of plain aiohttp requests (3 per loop) against the same
 server, at the same concurrency cap. Bar: loops/s >= 50 % of (raw requests/s / 3);
 aim 80 %. The loops run with ``hivebus load``'s gc settings (``load_gc``; ``--default-gc``:

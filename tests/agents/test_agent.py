@@ -460,3 +460,20 @@ def test_the_output_schema_is_an_object_at_its_root_as_openai_requires() -> None
     schema = agent._response_format.json_schema.schema
     assert schema is not None and schema["type"] == "object" and "$ref" not in schema
     assert schema["properties"]["findings"]["items"]["properties"] == {"claim": {"type": "string"}}
+
+
+async def test_events_are_published_only_while_someone_listens() -> None:
+    async with MockLLM() as url, Bus("quiet") as bus:
+        await bus.add(InMemoryStore())
+        endpoint = Endpoint(name="mock", base_url=url, model="mock-1")
+        await bus.add(LLMGateway([endpoint]))
+        await bus.add(Agent("hush", "You are quiet."))
+        await ask(bus, "hush", "hello")
+        subject = events_topic("hush").subject
+        assert subject not in bus.stats().subjects  # never built, never counted
+        heard: list[AgentEvent] = []
+        bus.subscribe(events_topic("hush"), heard.append)
+        await ask(bus, "hush", "hello again")
+        await bus.drain()
+        assert [e.kind for e in heard] == ["step_started", "llm_answered", "finished"]
+        assert bus.stats().subjects[subject].published == 3

@@ -310,3 +310,17 @@ async def test_iterating_a_stream_outside_async_with_is_an_error(bus: Bus) -> No
     with pytest.raises(RuntimeError, match=r"use 'async with bus\.stream"):
         async for _ in bus.stream(PING):
             pass  # pragma: no cover
+
+
+async def test_listening_says_whether_a_publish_would_reach_anyone(bus: Bus) -> None:
+    assert not bus.listening(PING)
+    sub = bus.subscribe(PING, lambda m: None)
+    assert bus.listening(PING)
+    sub.unsubscribe()
+    assert not bus.listening(PING)
+    tap = bus.tap("test.>", lambda env: None)
+    assert bus.listening(PING)  # a tap hears it too
+    tap.close()
+    assert not bus.listening(PING)
+    with pytest.raises(InvalidSubject):
+        bus.listening(Topic("test.*", Ping))
