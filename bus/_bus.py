@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 from anyio.abc import TaskGroup
 
 from ._core import Core
@@ -29,6 +30,7 @@ from .errors import (
     DrainTimeout,
     InvalidSubject,
 )
+from .transport.nats import NatsStats, is_nats_url
 
 if TYPE_CHECKING:
     from ._actor import Actor
@@ -63,9 +65,10 @@ class Bus(Core):
         request_timeout: float = 30.0,
         close_timeout: float = 10.0,
     ) -> None:
-        if transport != "local":
+        if transport != "local" and not is_nats_url(transport):
             raise ValueError(
-                f"unknown transport {transport!r}: this version of hivebus has only 'local'"
+                f"unknown transport {transport!r}: 'local', or a NATS server's URL "
+                "('nats://host:port')"
             )
         if request_timeout <= 0 or close_timeout < 0:
             raise ValueError("request_timeout must be > 0 and close_timeout >= 0")
@@ -84,6 +87,11 @@ class Bus(Core):
         self._retired = dict.fromkeys(_COUNTERS, 0)
         self._retired_subs: list[Subscription] = []
         self._sub_names = 0
+        if transport != "local":
+            from .transport.nats import NatsBridge
+
+            self._bridge = NatsBridge(self, transport)
+            self._router.mirror = self._bridge
 
     @property
     def close_report(self) -> CloseReport | None:
@@ -101,6 +109,8 @@ class Bus(Core):
             raise RuntimeError("a Bus can be started only once")
         notify_started(self)
         self._started = True
+        if self._bridge is not None:
+            await self._bridge.start()  # (fails fast, TransportUnavailable, if it cannot)
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         try:
@@ -178,6 +188,9 @@ class Bus(Core):
                     self._inline_idle = asyncio.Event()
                     await self._inline_idle.wait()
                 actor_errors = await self._stop_actors()
+            if self._bridge is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._bridge.close()
             report = CloseReport(
                 drained=drained,
                 unprocessed=unprocessed,
@@ -240,18 +253,20 @@ class Bus(Core):
         Raises :class:`DrainTimeout` if that takes longer than ``timeout`` seconds. Do not
         call it from a handler (it would wait for that handler to finish).
         """
-        if not self._in_flight:
+        bridge = self._bridge
+        if not self._in_flight and bridge is None:
             return
         try:
             with anyio.fail_after(timeout):
-                while self._in_flight:
-                    waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-                    self._idle_waiters.append(waiter)
-                    try:
-                        await waiter
-                    finally:
-                        if waiter in self._idle_waiters:
-                            self._idle_waiters.remove(waiter)
+                # over NATS: what was sent must also have come back (and been handled); a
+                # flush's round trip also brings what the server had for us before it
+                while bridge is not None:
+                    await bridge.flush(timeout if timeout is not None else 30.0)
+                    await anyio.lowlevel.checkpoint()  # (nats-py hands arrivals to callbacks)
+                    await self._wait_idle()
+                    if bridge.idle() and not self._in_flight:
+                        break
+                await self._wait_idle()
         except TimeoutError:
             busy = {
                 sub.name: len(sub._buffer) + sub.running
@@ -464,6 +479,20 @@ class Bus(Core):
         return self._request(topic, message, timeout, sender or self.name, None, headers, None)
 
     # -- observation -------------------------------------------------------------------------
+
+    async def _wait_idle(self) -> None:
+        while self._in_flight:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._idle_waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._idle_waiters:
+                    self._idle_waiters.remove(waiter)
+
+    def transport_stats(self) -> NatsStats | None:
+        """The NATS transport's counters (None on the local transport)."""
+        return None if self._bridge is None else self._bridge.stats()
 
     def stats(self) -> BusStats:
         """A consistent snapshot of every counter (see :class:`BusStats`)."""

@@ -7,13 +7,12 @@ import asyncio
 import itertools
 import logging
 import time
-import traceback
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._deadlines import DeadlineGrid
 from ._message import Envelope, IdSource, Topic
-from ._request import ErrorReply, PendingRequest
+from ._request import PendingRequest, error_reply
 from ._routing import Route, Router, SubjectCounter, TapCallback
 from ._stats import DEAD_LETTERS, DeadLetter, DeadLetterReason
 from ._subscription import Subscription
@@ -25,6 +24,9 @@ from .errors import (
     RemoteError,
     RequestTimeout,
 )
+
+if TYPE_CHECKING:
+    from .transport.nats import NatsBridge
 
 R = TypeVar("R")
 
@@ -76,6 +78,7 @@ class Core:
         self._no_responders = 0
         self._late_replies = 0
         self._tap_errors = 0
+        self._bridge: NatsBridge | None = None  # the NATS transport, when the bus has one
 
     def _settle(self) -> None:
         self._in_flight -= 1
@@ -122,6 +125,9 @@ class Core:
             if topic.is_pattern:
                 raise InvalidSubject(subject, "cannot publish to a wildcard pattern")
             route = self._router.route(subject)
+        if self._bridge is not None and self._bridge.carries(subject):
+            self._bridge.publish(route, subject, message, sender, causation_id, headers)
+            return None
         if route.silent:  # nobody subscribes or taps: count it, build nothing
             counter = route.counter
             counter.published += 1
@@ -167,14 +173,17 @@ class Core:
             f"{topic!r} carries {topic.type.__qualname__}, got {type(message).__qualname__}"
         )
 
-    def _enqueue(self, route: Route, env: Envelope, evict: bool = True) -> _Blocked | None:
+    def _enqueue(
+        self, route: Route, env: Envelope, evict: bool = True, published: bool = True
+    ) -> _Blocked | None:
         """Put ``env`` in every target buffer with room; return the full ones that block/error.
 
         ``evict=False`` (dead letters) never pushes an older message out of a full buffer:
         a dead letter evicting a message would make another dead letter, and so on.
         """
         counter = route.counter
-        counter.published += 1
+        if published:  # (not for a delivery from the NATS server: counted where sent)
+            counter.published += 1
         if route.taps:
             self._run_taps(route.taps, env)
         targets = route.subs
@@ -333,7 +342,10 @@ class Core:
             if topic.is_pattern:
                 raise InvalidSubject(topic.subject, "cannot request a wildcard pattern")
             route = self._router.route(topic.subject)
-        if not (route.answers if topic.reply is not None else route.has_targets):
+        bridge = self._bridge
+        if bridge is not None and not bridge.carries(topic.subject):
+            bridge = None  # a subject of this process only
+        if bridge is None and not (route.answers if topic.reply is not None else route.has_targets):
             self._no_responders += 1
             route.counter.published += 1
             route.counter.unrouted += 1
@@ -351,7 +363,9 @@ class Core:
             timestamp=time.time(),
             correlation_id=env_id,
             causation_id=causation_id,
-            reply_to=self._inbox,
+            # over NATS, a reply subject of its own: the server's no-responders status says
+            # which request it is about
+            reply_to=self._inbox if bridge is None else f"{self._inbox}.{env_id}",
             headers=headers,
         )
         loop = asyncio.get_running_loop()
@@ -361,6 +375,12 @@ class Core:
         self._requests_sent += 1
         tick = self._deadlines.watch(loop, timeout, pending)
         try:
+            if bridge is not None:
+                bridge.send(env, topic.reply)
+                route.counter.published += 1
+                if route.taps:
+                    self._run_taps(route.taps, env)
+                return await future
             sub = route.direct
             if (  # an idle sole responder: handle it right here, no hand-over to a worker
                 sub is not None
@@ -388,6 +408,8 @@ class Core:
         finally:
             self._deadlines.forget(tick, pending)
             del self._requests[env_id]
+            if bridge is not None:
+                bridge.forget(env_id)
             if not future.done():
                 future.cancel()
             elif not future.cancelled():
@@ -399,20 +421,18 @@ class Core:
         """Answer the request ``env`` with ``result`` (or ``error``)."""
         reply_to = env.reply_to
         assert reply_to is not None
+        bridge = self._bridge
+        if bridge is not None and not reply_to.startswith(self._inbox):
+            bridge.reply(env, result, error, sub)
+            return
         if sub.topic.reply is None:  # a subscriber with no reply type may only watch
             watched = self._requests.get(env.correlation_id)  # type: ignore[arg-type]
             if watched is not None and watched.expects_reply:
                 return
-        payload: Any = result
-        if error is not None:
-            describe = getattr(error, "remote_details", None)
-            payload = ErrorReply(
-                remote_type=type(error).__qualname__,
-                message=str(error),
-                traceback="".join(traceback.format_exception(error)),
-                details=describe() if callable(describe) else None,
-            )
-        route = self._routes.get(reply_to) or self._router.route(reply_to)
+        payload = result if error is None else error_reply(error)
+        route = self._routes.get(reply_to) or self._router.route(
+            reply_to if bridge is None else self._inbox  # (not a route per request id)
+        )
         if route.taps:
             reply = Envelope(
                 id=f"{self._id_prefix}{next(self._id_counter)}",

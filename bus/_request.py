@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import traceback
 from typing import Any
 
 from ._message import Message
@@ -16,6 +17,17 @@ class ErrorReply(Message, frozen=True, kw_only=True):
     message: str
     traceback: str = ""
     details: dict[str, Any] | None = None  # from the exception's remote_details(), if any
+
+
+def error_reply(error: BaseException) -> ErrorReply:
+    """What answers a request whose handler raised ``error``."""
+    describe = getattr(error, "remote_details", None)
+    return ErrorReply(
+        remote_type=type(error).__qualname__,
+        message=str(error),
+        traceback="".join(traceback.format_exception(error)),
+        details=describe() if callable(describe) else None,
+    )
 
 
 class PendingRequest:

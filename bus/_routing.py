@@ -7,7 +7,7 @@ dict lookup however many subscriptions exist; a subscription change evicts what 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ._message import Envelope
 from ._subjects import SubjectIndex, is_pattern
@@ -125,6 +125,14 @@ class Tap:
         self.close()
 
 
+class Mirror(Protocol):
+    """Told of every subscription added and removed (a transport mirrors them remotely)."""
+
+    def subscribe(self, sub: Subscription) -> None: ...
+
+    def unsubscribe(self, sub: Subscription) -> None: ...
+
+
 class Router:
     """The subject index of subscriptions and taps, with a bounded cache of routes."""
 
@@ -133,6 +141,8 @@ class Router:
         self.taps: SubjectIndex[Tap] = SubjectIndex()
         self.cache: dict[str, Route] = {}
         self.counters: dict[str, SubjectCounter] = {}
+        # A transport mirroring subscriptions beyond the process (the NATS bridge), if any.
+        self.mirror: Mirror | None = None
 
     def route(self, subject: str) -> Route:
         """The route of a concrete subject (computed on a cache miss)."""
@@ -180,6 +190,8 @@ class Router:
     def add_subscription(self, sub: Subscription) -> None:
         self.subscriptions.add(sub.pattern, sub)
         self._evict(sub.pattern)
+        if self.mirror is not None:
+            self.mirror.subscribe(sub)
 
     def remove_subscription(self, sub: Subscription) -> None:
         try:
@@ -187,6 +199,8 @@ class Router:
         except (KeyError, ValueError):
             return  # never added (a stream not entered) or already removed
         self._evict(sub.pattern)
+        if self.mirror is not None:
+            self.mirror.unsubscribe(sub)
 
     def add_tap(self, pattern: str, callback: TapCallback) -> Tap:
         tap = Tap(self, pattern, callback)

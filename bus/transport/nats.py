@@ -1,0 +1,489 @@
+"""The NATS transport: the same bus, its messages carried by a nats-server.
+
+``Bus(transport="nats://127.0.0.1:4222")`` keeps every local mechanism (buffers and their
+policies, workers, actors, stats) and puts the server between publisher and subscribers:
+
+- every subscription (wildcards, queue groups) is mirrored by a NATS subscription on the
+  same subject and queue group; what arrives is decoded straight into the topic's type
+  (msgspec msgpack) and enters the subscription's buffer as a local publish would;
+- a publish or a request is encoded and sent to the server, which fans it out to every
+  process, this one included. **When does a message skip the server?** Only when no other
+  process can take part in it: the bus's own subjects (``_bus.*``: dead letters) and the
+  reply to a request this process sent itself. A process cannot know who else subscribes
+  on a server, so any other message takes the round trip — that is what keeps fan-out and
+  queue groups the same across processes;
+- requests carry a reply subject of their own (``_INBOX.<bus>.<id>``), so the server's
+  no-responders status (503) fails the request at once with :class:`NoResponders`;
+- the envelope's ids travel as NATS headers (``Hive-Id``, ``Hive-Sender``, ``Hive-Cause``,
+  ``Hive-Corr``, ``Hive-Ts``), so causation trees and traces span processes.
+
+Core NATS has no backpressure: a subscriber that falls behind by more than its pending
+limits loses messages (counted as ``slow_consumer_drops``). Subjects whose messages must
+not be lost belong on JetStream (durable topics, not in this version).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import urllib.parse
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import msgspec
+
+from .._message import Envelope
+from .._request import ErrorReply, PendingRequest, error_reply
+from .._routing import Route
+from ..errors import HivebusError, NoResponders, RemoteError
+
+if TYPE_CHECKING:
+    from .._core import Core
+    from .._subscription import Subscription
+
+log = logging.getLogger("hivebus.bus.nats")
+
+LOCAL_PREFIX = "_bus."  # subjects that never leave the process
+_ID, _SENDER, _CAUSE, _CORR, _TS, _ERROR = (
+    "Hive-Id",
+    "Hive-Sender",
+    "Hive-Cause",
+    "Hive-Corr",
+    "Hive-Ts",
+    "Hive-Error",
+)
+_OURS = frozenset({_ID, _SENDER, _CAUSE, _CORR, _TS, _ERROR})
+_STATUS = "Status"
+_NO_RESPONDERS = "503"
+_ENCODER = msgspec.msgpack.Encoder()
+_ERROR_DECODER = msgspec.msgpack.Decoder(ErrorReply)
+_ANY_DECODER = msgspec.msgpack.Decoder()  # a request on a topic without a reply type
+
+
+class TransportUnavailable(HivebusError):
+    """The transport cannot be reached (at start: the server is down or refused us)."""
+
+
+class PayloadTooLarge(HivebusError, ValueError):
+    """A message, encoded, is larger than the server accepts (its ``max_payload``)."""
+
+    def __init__(self, subject: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"message on {subject!r} is {size:,} bytes encoded; the server accepts at most "
+            f"{limit:,} (max_payload): send a reference to the data instead"
+        )
+        self.subject = subject
+        self.size = size
+        self.limit = limit
+
+
+class NatsStats(msgspec.Struct, frozen=True, kw_only=True):
+    """What the NATS transport has done: messages sent and received, the connection's
+    outages, messages lost to slow consumers, and errors the client reported."""
+
+    url: str
+    connected: bool
+    sent: int
+    received: int
+    outbox: int
+    disconnects: int
+    reconnects: int
+    slow_consumer_drops: int
+    errors: int
+    refused_too_large: int
+
+
+def is_nats_url(transport: str) -> bool:
+    return transport.startswith(("nats://", "tls://"))
+
+
+def _redact(url: str) -> str:
+    """The URL without credentials (``nats://user:pass@host`` → ``nats://***@host``)."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.split("@", 1)[1]
+    return f"{scheme}{sep}{rest}"
+
+
+class NatsBridge:
+    """Mirrors one bus's subscriptions on a NATS connection and carries its messages.
+
+    Commands (subscribe, unsubscribe, publish) go through one outbox in call order, so a
+    subscription made before a publish is on the server before that publish is.
+    """
+
+    def __init__(
+        self,
+        core: Core,
+        url: str,
+        *,
+        connect_timeout: float = 5.0,
+        reconnect_wait: float = 0.5,
+        pending_msgs_limit: int = 65_536,
+    ) -> None:
+        self._core = core
+        self.url = url
+        self.connect_timeout = connect_timeout
+        self.reconnect_wait = reconnect_wait
+        self.pending_msgs_limit = pending_msgs_limit
+        self._nc: Any = None
+        self._max_payload = 1024 * 1024
+        self._outbox: deque[tuple[str, Any]] = deque()
+        self._wake: asyncio.Event | None = None
+        self._emptied: asyncio.Event | None = None  # set by the writer when it has sent all
+        self._writer: asyncio.Task[None] | None = None
+        self._subs: dict[Subscription, Any] = {}  # ours -> nats-py's
+        self._decoders: dict[type, msgspec.msgpack.Decoder[Any]] = {}
+        self._reply_types: dict[str, type] = {}  # correlation id -> the reply's type
+        self._sent = self._received = self._disconnects = self._reconnects = 0
+        self._slow = self._errors = self._too_large = 0
+        self._connected = False
+        self._closing = False
+
+    def __repr__(self) -> str:
+        return f"NatsBridge({_redact(self.url)!r}, connected={self._connected})"
+
+    @staticmethod
+    def carries(subject: str) -> bool:
+        """Whether messages on ``subject`` go through the server."""
+        return not subject.startswith(LOCAL_PREFIX)
+
+    # -- connection --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect (bounded by ``connect_timeout``: a server that is down fails fast with
+        :class:`TransportUnavailable`), then subscribe this bus's inbox."""
+        try:
+            import nats
+        except ImportError as exc:  # the optional extra is missing
+            raise TransportUnavailable(
+                "the NATS transport needs nats-py: pip install 'hivebus[nats]'"
+            ) from exc
+        where = _redact(self.url)
+        try:
+            # A server that is down is found out at once: nats-py would otherwise keep
+            # retrying (it has one retry policy for the first connect and later outages).
+            await self._probe()
+            with anyio.fail_after(self.connect_timeout):
+                self._nc = await nats.connect(
+                    servers=[self.url],
+                    name=self._core.name,
+                    connect_timeout=self.connect_timeout,
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,  # once up, an outage is waited out
+                    reconnect_time_wait=self.reconnect_wait,
+                    error_cb=self._on_error,
+                    disconnected_cb=self._on_disconnected,
+                    reconnected_cb=self._on_reconnected,
+                )
+        except (TimeoutError, OSError, nats.errors.Error) as exc:
+            raise TransportUnavailable(
+                f"cannot connect to NATS at {where} within {self.connect_timeout:g}s: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+        self._connected = True
+        self._max_payload = self._nc.max_payload
+        self._wake = asyncio.Event()
+        self._emptied = asyncio.Event()
+        self._writer = asyncio.get_running_loop().create_task(self._write())
+        await self._nc.subscribe(
+            f"{self._core._inbox}.>",
+            cb=self._on_reply,
+            pending_msgs_limit=self.pending_msgs_limit,
+        )
+        log.debug("bus %r connected to NATS at %s", self._core.name, where)
+
+    async def _probe(self) -> None:
+        parsed = urllib.parse.urlsplit(self.url)
+        host, port = parsed.hostname or "127.0.0.1", parsed.port or 4222
+        with anyio.fail_after(self.connect_timeout):
+            stream = await anyio.connect_tcp(host, port)
+        await stream.aclose()
+
+    async def flush(self, timeout: float) -> None:
+        """Wait until every command so far has reached the server and been processed."""
+        with anyio.fail_after(timeout):
+            while self._outbox and self._emptied is not None:
+                self._emptied.clear()
+                await self._emptied.wait()
+            if self._nc is not None and self._connected:
+                await self._nc.flush(timeout=max(1, int(timeout)))
+
+    def idle(self) -> bool:
+        """Nothing waiting to be sent, nor received and not yet admitted."""
+        return not self._outbox and not any(s.pending_msgs for s in self._subs.values())
+
+    async def close(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            with anyio.move_on_after(2):
+                await self.flush(2)
+            writer.cancel()
+            with anyio.CancelScope(shield=True):
+                await asyncio.gather(writer, return_exceptions=True)
+        nc, self._nc = self._nc, None
+        self._closing = True  # (the client reports its own close as a disconnection)
+        if nc is not None:
+            await nc.close()
+        self._connected = False
+
+    async def _on_error(self, exc: Exception) -> None:
+        import nats
+
+        if isinstance(exc, nats.errors.SlowConsumerError):
+            self._slow += 1  # (one call per message dropped)
+            return
+        self._errors += 1
+        log.warning("NATS (%s): %s: %s", _redact(self.url), type(exc).__name__, exc)
+
+    async def _on_disconnected(self) -> None:
+        if self._closing:
+            return
+        if self._connected:
+            self._disconnects += 1
+        self._connected = False
+        log.warning("bus %r lost its NATS connection; reconnecting", self._core.name)
+
+    async def _on_reconnected(self) -> None:
+        self._reconnects += 1
+        self._connected = True
+        log.warning("bus %r reconnected to NATS", self._core.name)
+
+    def stats(self) -> NatsStats:
+        return NatsStats(
+            url=_redact(self.url),
+            connected=self._connected,
+            sent=self._sent,
+            received=self._received,
+            outbox=len(self._outbox),
+            disconnects=self._disconnects,
+            reconnects=self._reconnects,
+            slow_consumer_drops=self._slow,
+            errors=self._errors,
+            refused_too_large=self._too_large,
+        )
+
+    # -- outbound ----------------------------------------------------------------------------
+
+    def _command(self, kind: str, arg: Any) -> None:
+        self._outbox.append((kind, arg))
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _write(self) -> None:
+        """Carry out the outbox's commands in order (nats-py's calls are coroutines)."""
+        assert self._wake is not None
+        nc = self._nc
+        outbox = self._outbox
+        emptied = self._emptied
+        assert emptied is not None
+        while True:
+            while not outbox:
+                emptied.set()
+                self._wake.clear()
+                await self._wake.wait()
+            kind, arg = outbox[0]
+            try:
+                if kind == "pub":
+                    subject, reply, data, headers = arg
+                    await nc.publish(subject, data, reply=reply, headers=headers)
+                    self._sent += 1
+                elif kind == "sub":
+                    await self._subscribe_now(arg)
+                else:
+                    handle = self._subs.pop(arg, None)
+                    if handle is not None:
+                        await handle.unsubscribe()
+            except Exception as exc:  # noqa: BLE001 - counted and logged; the writer goes on
+                self._errors += 1
+                log.warning("NATS %s failed: %s: %s", kind, type(exc).__name__, exc)
+            outbox.popleft()
+
+    def send(self, env: Envelope, reply_type: type | None = None) -> None:
+        """Encode ``env`` and queue it for the server; raises :class:`PayloadTooLarge` at
+        once (nothing is sent) when the server would refuse it."""
+        data = _ENCODER.encode(env.payload)
+        if len(data) > self._max_payload:
+            self._too_large += 1
+            raise PayloadTooLarge(env.subject, len(data), self._max_payload)
+        headers = {
+            _ID: env.id,
+            _SENDER: env.sender,
+            _TS: repr(env.timestamp),
+        }
+        if env.causation_id is not None:
+            headers[_CAUSE] = env.causation_id
+        if env.correlation_id is not None:
+            headers[_CORR] = env.correlation_id
+        if env.headers:
+            headers.update(env.headers)
+        if reply_type is not None and env.correlation_id is not None:
+            self._reply_types[env.correlation_id] = reply_type
+        self._command("pub", (env.subject, env.reply_to or "", data, headers))
+
+    def publish(
+        self,
+        route: Route,
+        subject: str,
+        message: Any,
+        sender: str,
+        causation_id: str | None,
+        headers: Mapping[str, str] | None,
+    ) -> None:
+        """A publish through the server: subscribers here get it back from there."""
+        core = self._core
+        env = Envelope(
+            id=f"{core._id_prefix}{next(core._id_counter)}",
+            subject=subject,
+            payload=message,
+            sender=sender,
+            timestamp=time.time(),
+            causation_id=causation_id,
+            headers=headers,
+        )
+        self.send(env)  # (raises PayloadTooLarge before anything is counted)
+        route.counter.published += 1
+        if route.taps:
+            core._run_taps(route.taps, env)
+
+    def reply(
+        self, env: Envelope, result: Any, error: BaseException | None, sub: Subscription
+    ) -> None:
+        """Answer a request from another process. A subscriber with no reply type only
+        watches: it does not answer."""
+        if sub.topic.reply is None and error is None:
+            return
+        self._core._replies += 1
+        if error is None:
+            self.send_reply(env, result, sub.name, error=False)
+        else:
+            self.send_reply(env, error_reply(error), sub.name, error=True)
+
+    def forget(self, correlation_id: str) -> None:
+        """The request is over (answered, timed out, given up)."""
+        self._reply_types.pop(correlation_id, None)
+
+    def send_reply(self, env: Envelope, payload: Any, sender: str, error: bool) -> None:
+        """Answer a request that came from another process."""
+        reply = Envelope(
+            id=f"{self._core._id_prefix}{next(self._core._id_counter)}",
+            subject=env.reply_to or "",
+            payload=payload,
+            sender=sender,
+            timestamp=time.time(),
+            correlation_id=env.correlation_id,
+            causation_id=env.id,
+            headers={_ERROR: "1"} if error else None,
+        )
+        try:
+            self.send(reply)
+        except PayloadTooLarge as exc:  # the requester hears why rather than waiting
+            message = ErrorReply(remote_type="PayloadTooLarge", message=str(exc))
+            self.send_reply(env, message, sender, error=True)
+
+    # -- inbound -----------------------------------------------------------------------------
+
+    def subscribe(self, sub: Subscription) -> None:
+        if self.carries(sub.topic.subject):
+            self._command("sub", sub)
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self._command("unsub", sub)
+
+    async def _subscribe_now(self, sub: Subscription) -> None:
+        if sub._closed:
+            return
+        self._subs[sub] = await self._nc.subscribe(
+            sub.topic.subject,
+            queue=sub.queue or "",
+            cb=self._admitter(sub),
+            pending_msgs_limit=self.pending_msgs_limit,
+        )
+
+    def _decoder(self, kind: type) -> msgspec.msgpack.Decoder[Any]:
+        decoder = self._decoders.get(kind)
+        if decoder is None:
+            decoder = self._decoders[kind] = msgspec.msgpack.Decoder(kind)
+        return decoder
+
+    @staticmethod
+    def _envelope(msg: Any, payload: Any) -> Envelope:
+        headers = msg.headers or {}
+        extra = {k: v for k, v in headers.items() if k not in _OURS} or None
+        return Envelope(
+            id=headers.get(_ID, ""),
+            subject=msg.subject,
+            payload=payload,
+            sender=headers.get(_SENDER, "?"),
+            timestamp=float(headers.get(_TS, 0.0)),
+            correlation_id=headers.get(_CORR),
+            causation_id=headers.get(_CAUSE),
+            reply_to=msg.reply or None,
+            headers=extra,
+        )
+
+    def _admitter(self, sub: Subscription) -> Callable[[Any], Any]:
+        core = self._core
+        decoder = self._decoder(sub.topic.type)
+        counter = core._router._counter(sub.topic.subject)
+
+        async def admit(msg: Any) -> None:
+            self._received += 1
+            try:
+                payload = decoder.decode(msg.data)
+            except msgspec.DecodeError as exc:  # another type on a subject we match
+                self._errors += 1
+                log.warning("undecodable message on %s for %s: %s", msg.subject, sub.name, exc)
+                return
+            env = self._envelope(msg, payload)
+            if sub._closed:
+                return
+            route = Route((sub,), (), (), counter)
+            blocked = core._enqueue(route, env)
+            pending = core._requests.get(env.correlation_id or "")
+            if pending is not None and env.reply_to is not None:
+                pending.queued += core._appended
+            if blocked is not None:  # block: this subscription's NATS queue waits too
+                await core._overflow(blocked, pending)
+
+        return admit
+
+    async def _on_reply(self, msg: Any) -> None:
+        """A reply (or the server's no-responders status) to one of our requests."""
+        correlation_id = msg.subject.rsplit(".", 1)[-1]
+        pending: PendingRequest | None = self._core._requests.get(correlation_id)
+        reply_type = self._reply_types.pop(correlation_id, None)
+        if pending is None or pending.future.done():
+            self._core._late_replies += 1
+            return
+        headers = msg.headers or {}
+        if headers.get(_STATUS) == _NO_RESPONDERS:
+            self._core._no_responders += 1
+            pending.future.set_exception(NoResponders(pending.subject))
+            return
+        self._received += 1
+        try:
+            if headers.get(_ERROR):
+                error = _ERROR_DECODER.decode(msg.data)
+                pending.future.set_exception(
+                    RemoteError(
+                        pending.subject,
+                        error.remote_type,
+                        error.message,
+                        error.traceback,
+                        error.details,
+                    )
+                )
+                return
+            decoder = _ANY_DECODER if reply_type is None else self._decoder(reply_type)
+            result = decoder.decode(msg.data)
+        except msgspec.DecodeError as exc:
+            pending.future.set_exception(
+                RemoteError(pending.subject, "DecodeError", f"undecodable reply: {exc}", "", None)
+            )
+            return
+        self._core._replies += 1
+        pending.future.set_result(result)

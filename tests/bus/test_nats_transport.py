@@ -1,0 +1,198 @@
+"""The bus over a real nats-server: two buses stand for two processes sharing one server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import pytest
+
+from bus import (
+    Actor,
+    Bus,
+    Context,
+    Envelope,
+    Message,
+    NoResponders,
+    RemoteError,
+    Topic,
+    handler,
+)
+from bus.transport import PayloadTooLarge, TransportUnavailable
+
+from ..nats_server import NatsServer
+from .messages import PING, Other, Ping
+
+
+class Doubled(Message, frozen=True, kw_only=True):
+    n: int
+    by: str
+
+
+RPC = Topic("test.double", Ping, reply=Doubled)
+
+pytestmark = pytest.mark.anyio
+
+
+@asynccontextmanager
+async def pair(url: str) -> AsyncIterator[tuple[Bus, Bus]]:
+    async with (
+        Bus("left", transport=url, request_timeout=5) as left,
+        Bus("right", transport=url, request_timeout=5) as right,
+    ):
+        yield left, right
+
+
+async def settle(*buses: Bus) -> None:
+    """Every bus has sent what it had, and handled what came back."""
+    for _ in range(2):  # (a handler's publish, handled by another bus)
+        for bus in buses:
+            await bus.drain(5)
+
+
+async def test_a_publish_reaches_subscribers_in_every_process_typed(
+    nats_server: NatsServer,
+) -> None:
+    async with pair(nats_server.url) as (left, right):
+        here: list[Ping] = []
+        there: list[Envelope] = []
+        left.subscribe(PING, here.append)
+        right.subscribe(Topic("test.*", Ping), lambda m, ctx: there.append(ctx.envelope))
+        await settle(left, right)  # the subscriptions are on the server
+        await left.publish(PING, Ping(n=7), headers={"trace": "t-1"})
+        await settle(left, right)
+        assert here == [Ping(n=7)]
+        (env,) = there
+        assert env.payload == Ping(n=7) and type(env.payload) is Ping  # decoded into the type
+        assert env.sender == "left" and env.subject == "test.ping"
+        assert env.headers == {"trace": "t-1"}
+        stats = left.transport_stats()
+        assert stats is not None and stats.sent >= 1 and stats.connected
+
+
+async def test_a_queue_group_shares_messages_across_processes_once_each(
+    nats_server: NatsServer,
+) -> None:
+    async with pair(nats_server.url) as (left, right):
+        got: dict[str, list[int]] = {"left": [], "right": []}
+        left.subscribe(PING, lambda m: got["left"].append(m.n), queue="workers")
+        right.subscribe(PING, lambda m: got["right"].append(m.n), queue="workers")
+        await settle(left, right)
+        for n in range(200):
+            await left.publish(PING, Ping(n=n))
+        await settle(left, right)
+        assert sorted(got["left"] + got["right"]) == list(range(200))  # each exactly once
+        assert got["left"] and got["right"]  # both took a share
+
+
+class Doubler(Actor):
+    @handler(RPC)
+    async def double(self, ping: Ping, ctx: Context) -> Doubled:
+        if ping.n < 0:
+            raise ValueError(f"negative: {ping.n}")
+        return Doubled(n=ping.n * 2, by=ctx.envelope.sender)
+
+
+async def test_request_reply_across_processes_with_remote_errors(
+    nats_server: NatsServer,
+) -> None:
+    async with pair(nats_server.url) as (left, right):
+        await right.add(Doubler("doubler"))
+        await settle(left, right)
+        replies = [await left.request(RPC, Ping(n=n)) for n in range(5)]
+        assert [r.n for r in replies] == [0, 2, 4, 6, 8]
+        assert {r.by for r in replies} == {"left"}  # the requester, as the handler saw it
+        with pytest.raises(RemoteError, match="negative: -1") as caught:
+            await left.request(RPC, Ping(n=-1))
+        assert caught.value.remote_type == "ValueError"
+
+
+async def test_a_request_nobody_serves_fails_at_once_with_no_responders(
+    nats_server: NatsServer,
+) -> None:
+    async with Bus("alone", transport=nats_server.url, request_timeout=30) as bus:
+        with anyio.fail_after(2):  # the server's 503, not the 30 s timeout
+            with pytest.raises(NoResponders):
+                await bus.request(RPC, Ping(n=1))
+
+
+async def test_a_request_served_in_the_same_process_goes_through_the_server(
+    nats_server: NatsServer,
+) -> None:
+    async with Bus("solo", transport=nats_server.url) as bus:
+        await bus.add(Doubler("doubler"))
+        await bus.drain(5)
+        reply = await bus.request(RPC, Ping(n=21))
+        assert reply == Doubled(n=42, by="solo")
+        stats = bus.transport_stats()
+        # the request went through the server; the reply to a request of this process did not
+        assert stats is not None and (stats.sent, stats.received) == (1, 1)
+        assert bus.stats().balanced
+
+
+async def test_causation_spans_processes(nats_server: NatsServer) -> None:
+    relayed = Topic("test.relayed", Other)
+    async with pair(nats_server.url) as (left, right):
+        seen: list[Envelope] = []
+
+        async def relay(ping: Ping, ctx: Context) -> None:
+            await ctx.publish(relayed, Other(text=f"saw {ping.n}"))
+
+        right.subscribe(PING, relay, name="relay")
+        left.subscribe(relayed, lambda m, ctx: seen.append(ctx.envelope))
+        first: list[Envelope] = []
+        left.tap("test.ping", first.append)
+        await settle(left, right)
+        await left.publish(PING, Ping(n=3))
+        await settle(left, right)
+        await settle(left, right)
+        (env,) = seen
+        assert env.payload == Other(text="saw 3") and env.sender == "relay"
+        assert env.causation_id == first[0].id  # the ping published by the other process
+
+
+async def test_a_payload_over_the_servers_limit_is_refused_before_sending(
+    nats_server: NatsServer,
+) -> None:
+    async with Bus("big", transport=nats_server.url) as bus:
+        with pytest.raises(PayloadTooLarge, match=r"test\.other.*max_payload"):
+            await bus.publish(Topic("test.other", Other), Other(text="x" * 2_000_000))
+        stats = bus.transport_stats()
+        assert stats is not None and stats.refused_too_large == 1 and stats.sent == 0
+
+
+async def test_a_server_that_is_down_fails_the_start_fast(nats_server: NatsServer) -> None:
+    url = nats_server.url
+    nats_server.stop()
+    with anyio.fail_after(5):
+        with pytest.raises(TransportUnavailable, match="cannot connect to NATS"):
+            async with Bus("late", transport=url.replace("nats://", "nats://user:secret@")):
+                pass  # pragma: no cover
+
+
+async def test_credentials_never_show_in_reprs_or_stats(nats_server: NatsServer) -> None:
+    url = nats_server.url.replace("nats://", "nats://user:hunter2@")
+    bus = Bus("secretive", transport=url)
+    assert bus._bridge is not None
+    assert "hunter2" not in repr(bus._bridge)
+    assert "hunter2" not in bus._bridge.stats().url
+
+
+async def test_bus_subjects_stay_in_the_process(nats_server: NatsServer) -> None:
+    from bus import DEAD_LETTERS, DeadLetter
+
+    async with pair(nats_server.url) as (left, right):
+        dead_left: list[DeadLetter] = []
+        dead_right: list[DeadLetter] = []
+        left.subscribe(DEAD_LETTERS, dead_left.append)
+        right.subscribe(DEAD_LETTERS, dead_right.append)
+
+        def fail(ping: Ping) -> None:
+            raise RuntimeError("boom")
+
+        left.subscribe(PING, fail)
+        await settle(left, right)
+        await right.publish(PING, Ping(n=1))
+        await settle(left, right)
+        assert [d.reason for d in dead_left] == ["handler_error"] and dead_right == []
