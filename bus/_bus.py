@@ -261,11 +261,12 @@ class Bus(Core):
                 # over NATS: what was sent must also have come back (and been handled); a
                 # flush's round trip also brings what the server had for us before it
                 while bridge is not None:
+                    sent = bridge.commands
                     await bridge.flush(timeout if timeout is not None else 30.0)
                     await anyio.lowlevel.checkpoint()  # (nats-py hands arrivals to callbacks)
                     await self._wait_idle()
-                    if bridge.idle() and not self._in_flight:
-                        break
+                    if bridge.commands == sent and bridge.idle() and not self._in_flight:
+                        break  # nothing new was sent meanwhile (a handler's publish, say)
                 await self._wait_idle()
         except TimeoutError:
             busy = {

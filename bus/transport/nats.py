@@ -25,6 +25,7 @@ not be lost belong on JetStream (durable topics, not in this version).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import urllib.parse
@@ -38,7 +39,8 @@ import msgspec
 from .._message import Envelope
 from .._request import ErrorReply, PendingRequest, error_reply
 from .._routing import Route
-from ..errors import HivebusError, NoResponders, RemoteError
+from .._stats import DeadLetterReason
+from ..errors import BufferFull, BusClosed, HivebusError, NoResponders, RemoteError
 
 if TYPE_CHECKING:
     from .._core import Core
@@ -47,15 +49,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("hivebus.bus.nats")
 
 LOCAL_PREFIX = "_bus."  # subjects that never leave the process
-_ID, _SENDER, _CAUSE, _CORR, _TS, _ERROR = (
+_ID, _SENDER, _CAUSE, _CORR, _TS, _TYPE, _ERROR = (
     "Hive-Id",
     "Hive-Sender",
     "Hive-Cause",
     "Hive-Corr",
     "Hive-Ts",
+    "Hive-Type",
     "Hive-Error",
 )
-_OURS = frozenset({_ID, _SENDER, _CAUSE, _CORR, _TS, _ERROR})
+_OURS = frozenset({_ID, _SENDER, _CAUSE, _CORR, _TS, _TYPE, _ERROR})
 _STATUS = "Status"
 _NO_RESPONDERS = "503"
 _ENCODER = msgspec.msgpack.Encoder()
@@ -142,6 +145,7 @@ class NatsBridge:
         self._slow = self._errors = self._too_large = 0
         self._connected = False
         self._closing = False
+        self.commands = 0  # every command ever queued (drain compares it across a flush)
 
     def __repr__(self) -> str:
         return f"NatsBridge({_redact(self.url)!r}, connected={self._connected})"
@@ -210,6 +214,10 @@ class NatsBridge:
                 self._emptied.clear()
                 await self._emptied.wait()
             if self._nc is not None and self._connected:
+                # Twice: nats-py writes a flush's PING straight to the socket, ahead of the
+                # publishes its flusher task has not written yet; the first PING makes that
+                # task write them, so the second one's PONG comes after they were processed.
+                await self._nc.flush(timeout=max(1, int(timeout)))
                 await self._nc.flush(timeout=max(1, int(timeout)))
 
     def idle(self) -> bool:
@@ -269,6 +277,7 @@ class NatsBridge:
     # -- outbound ----------------------------------------------------------------------------
 
     def _command(self, kind: str, arg: Any) -> None:
+        self.commands += 1
         self._outbox.append((kind, arg))
         if self._wake is not None:
             self._wake.set()
@@ -313,6 +322,7 @@ class NatsBridge:
             _ID: env.id,
             _SENDER: env.sender,
             _TS: repr(env.timestamp),
+            _TYPE: type(env.payload).__qualname__,
         }
         if env.causation_id is not None:
             headers[_CAUSE] = env.causation_id
@@ -434,22 +444,49 @@ class NatsBridge:
             self._received += 1
             try:
                 payload = decoder.decode(msg.data)
-            except msgspec.DecodeError as exc:  # another type on a subject we match
-                self._errors += 1
-                log.warning("undecodable message on %s for %s: %s", msg.subject, sub.name, exc)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                self._refuse(sub, counter, msg)  # another type on a subject we match
                 return
             env = self._envelope(msg, payload)
-            if sub._closed:
+            if sub._closed:  # unsubscribed while this was on its way
+                self._drop(sub, counter, env, "unsubscribed")
                 return
             route = Route((sub,), (), (), counter)
-            blocked = core._enqueue(route, env)
+            blocked = core._enqueue(route, env, published=False)
             pending = core._requests.get(env.correlation_id or "")
             if pending is not None and env.reply_to is not None:
                 pending.queued += core._appended
             if blocked is not None:  # block: this subscription's NATS queue waits too
-                await core._overflow(blocked, pending)
+                # (error policy: counted and dead-lettered; or the bus is closing)
+                with contextlib.suppress(BufferFull, BusClosed):
+                    await core._overflow(blocked, pending)
 
         return admit
+
+    def _drop(
+        self, sub: Subscription, counter: Any, env: Envelope, reason: DeadLetterReason
+    ) -> None:
+        """A delivery that arrived but is not handed over: counted and dead-lettered."""
+        counter.fanout += 1
+        sub.received += 1
+        sub.dropped += 1
+        self._core._dead_letter(sub, env, reason)
+
+    def _refuse(self, sub: Subscription, counter: Any, msg: Any) -> None:
+        """A message that does not decode as the subscription's type (as locally: never
+        handed over, dead-lettered, and a request answered with a TypeError)."""
+        try:
+            payload = _ANY_DECODER.decode(msg.data)
+        except msgspec.DecodeError:
+            payload = msg.data
+        env = self._envelope(msg, payload)
+        got = (msg.headers or {}).get(_TYPE, "another type")
+        if env.reply_to is not None:
+            error = TypeError(
+                f"subscription {sub.name!r} takes {sub.topic.type.__qualname__}, got {got}"
+            )
+            self.send_reply(env, error_reply(error), sub.name, error=True)
+        self._drop(sub, counter, env, "wrong_type")
 
     async def _on_reply(self, msg: Any) -> None:
         """A reply (or the server's no-responders status) to one of our requests."""

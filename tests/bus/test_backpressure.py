@@ -31,6 +31,11 @@ async def _gated_subscriber(
     return gate, seen
 
 
+@pytest.mark.local_only(
+    "core NATS has no publisher-side backpressure: a full buffer makes the NATS "
+    "subscription wait, and the server drops past its pending limits (counted as "
+    "slow_consumer_drops)"
+)
 async def test_block_makes_the_publisher_wait_for_room(bus: Bus) -> None:
     gate, seen = await _gated_subscriber(bus, "block")
     await bus.publish(PING, Ping(n=1))
@@ -84,6 +89,10 @@ async def test_drop_newest_keeps_the_oldest_and_dead_letters_the_newest(bus: Bus
     ]
 
 
+@pytest.mark.local_only(
+    "over NATS the publisher cannot see the receiver's buffer: an error-policy "
+    "refusal is counted and dead-lettered where it is received"
+)
 async def test_error_raises_buffer_full_naming_the_subscription(bus: Bus) -> None:
     dead: list[DeadLetter] = []
     bus.subscribe(DEAD_LETTERS, dead.append)
@@ -100,6 +109,7 @@ async def test_error_raises_buffer_full_naming_the_subscription(bus: Bus) -> Non
     assert bus.stats().balanced
 
 
+@pytest.mark.local_only("publisher-side BufferFull: local only (see above)")
 async def test_a_full_subscriber_does_not_stop_the_others_under_error(bus: Bus) -> None:
     fast: list[int] = []
     bus.subscribe(PING, lambda m: fast.append(m.n), name="fast")
@@ -112,6 +122,7 @@ async def test_a_full_subscriber_does_not_stop_the_others_under_error(bus: Bus) 
     assert fast == [0, 1, 2]
 
 
+@pytest.mark.local_only("publisher-side BufferFull: local only")
 async def test_publish_nowait_refuses_when_a_block_buffer_is_full(bus: Bus) -> None:
     gate, seen = await _gated_subscriber(bus, "block", buffer=1)
     bus.publish_nowait(PING, Ping(n=1))
@@ -123,6 +134,7 @@ async def test_publish_nowait_refuses_when_a_block_buffer_is_full(bus: Bus) -> N
     assert bus.stats().dropped == 1
 
 
+@pytest.mark.local_only("publisher-side BufferFull: local only")
 async def test_a_handlers_publish_nowait_is_caused_by_its_message_and_refused_when_full(
     bus: Bus,
 ) -> None:
@@ -172,6 +184,7 @@ async def test_a_handler_publishing_into_its_own_full_buffer_does_not_deadlock(b
     assert sorted(seen) == sorted([*range(21), *range(100, 120)])
 
 
+@pytest.mark.local_only("over NATS the server picks the member of a queue group")
 async def test_a_queue_group_prefers_members_with_room(bus: Bus) -> None:
     gate = anyio.Event()
     by: dict[str, list[int]] = {"stuck": [], "free": []}

@@ -21,6 +21,10 @@ from .messages import PING, RPC, Ping, Pong
 pytestmark = pytest.mark.anyio
 
 
+@pytest.mark.local_only(
+    "inline handling is the local transport's shortcut; over NATS every request goes "
+    "through the server"
+)
 async def test_an_idle_sole_responder_runs_in_the_requesters_task(bus: Bus) -> None:
     seen: list[asyncio.Task[object] | None] = []
 
@@ -86,6 +90,7 @@ async def test_the_concurrency_limit_holds_across_inline_and_worker_handling(bus
     assert stats.delivered == 60 and stats.balanced
 
 
+@pytest.mark.local_only("inline handling: local only")
 async def test_a_deadline_cancels_the_inline_handler_and_leaves_the_caller_usable(
     bus: Bus,
 ) -> None:
@@ -236,6 +241,7 @@ async def test_taps_see_an_inline_request_and_its_reply(bus: Bus) -> None:
     assert reply.causation_id == request.id
 
 
+@pytest.mark.local_only("round robin is the local transport's; the server picks members at random")
 async def test_a_queue_group_of_several_still_round_robins_through_workers(bus: Bus) -> None:
     served: list[str] = []
 
@@ -276,6 +282,7 @@ async def test_workers_are_started_as_messages_wait_up_to_the_concurrency(bus: B
     assert sub.workers == 5 and bus.stats().delivered == 12
 
 
+@pytest.mark.local_only("inline handling: local only")
 async def test_requests_to_an_idle_actor_need_no_worker_beyond_the_first(bus: Bus) -> None:
     class Echo(Actor):
         concurrency = 100

@@ -196,3 +196,41 @@ async def test_bus_subjects_stay_in_the_process(nats_server: NatsServer) -> None
         await right.publish(PING, Ping(n=1))
         await settle(left, right)
         assert [d.reason for d in dead_left] == ["handler_error"] and dead_right == []
+
+
+async def test_a_full_error_policy_buffer_refuses_where_it_receives(
+    nats_server: NatsServer,
+) -> None:
+    from bus import DEAD_LETTERS, DeadLetter
+
+    async with pair(nats_server.url) as (left, right):
+        gate = anyio.Event()
+        seen: list[int] = []
+
+        entered = anyio.Event()
+
+        async def gated(ping: Ping) -> None:
+            entered.set()
+            await gate.wait()
+            seen.append(ping.n)
+
+        dead: list[DeadLetter] = []
+        right.subscribe(DEAD_LETTERS, dead.append)
+        right.subscribe(PING, gated, buffer=1, policy="error", name="narrow")
+        await settle(left, right)
+        await left.publish(PING, Ping(n=0))
+        with anyio.fail_after(5):
+            await entered.wait()  # 0 is being handled
+        for n in range(1, 4):  # the publisher never sees the receiver's buffer: no error
+            await left.publish(PING, Ping(n=n))
+        with anyio.fail_after(5):
+            while len(dead) < 2:  # noqa: ASYNC110 - 1 running, 1 buffered, 2 refused
+                await anyio.sleep(0.005)
+        gate.set()
+        await settle(left, right)
+        assert seen == [0, 1]
+        assert [(d.reason, d.subscription, d.envelope.payload) for d in dead] == [
+            ("buffer_full", "narrow", Ping(n=2)),
+            ("buffer_full", "narrow", Ping(n=3)),
+        ]
+        assert right.stats().balanced

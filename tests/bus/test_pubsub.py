@@ -8,6 +8,7 @@ import pytest
 
 from bus import DEAD_LETTERS, Bus, BusClosed, Context, InvalidSubject, Topic
 
+from .conftest import local
 from .messages import PING, Other, Ping
 
 pytestmark = pytest.mark.anyio
@@ -49,7 +50,9 @@ async def test_a_subscription_made_after_publishes_sees_only_later_ones(bus: Bus
     await bus.publish(PING, Ping(n=2))
     await bus.drain()
     assert seen == [2]
-    assert bus.stats().subjects["test.ping"].unrouted == 1
+    assert bus.stats().subjects["test.ping"].unrouted == (
+        1 if local(bus) else 0
+    )  # (over NATS only the server knows)
 
 
 async def test_publishing_the_wrong_type_names_both_types(bus: Bus) -> None:
@@ -169,8 +172,11 @@ async def test_stream_yields_messages_and_unsubscribes_on_exit(bus: Bus) -> None
                 break
     assert got == [0, 1, 2]
     await bus.publish(PING, Ping(n=9))
+    await bus.drain()
     stats = bus.stats()
-    assert stats.subjects["test.ping"].unrouted == 1
+    assert stats.subjects["test.ping"].unrouted == (
+        1 if local(bus) else 0
+    )  # (over NATS only the server knows)
     assert stats.delivered == 3 and stats.balanced
 
 
@@ -198,7 +204,10 @@ async def test_unsubscribe_stops_delivery_and_dead_letters_what_was_buffered(bus
     seen: list[int] = []
     dead: list[str] = []
 
+    entered = anyio.Event()
+
     async def blocked(msg: Ping) -> None:
+        entered.set()
         await gate.wait()
         seen.append(msg.n)
 
@@ -206,7 +215,8 @@ async def test_unsubscribe_stops_delivery_and_dead_letters_what_was_buffered(bus
     sub = bus.subscribe(PING, blocked)
     for n in range(3):
         await bus.publish(PING, Ping(n=n))
-    await anyio.lowlevel.checkpoint()  # the worker takes message 0 and waits on the gate
+    with anyio.fail_after(5):
+        await entered.wait()  # the worker took message 0 and waits on the gate
     sub.unsubscribe()
     gate.set()
     await bus.publish(PING, Ping(n=3))

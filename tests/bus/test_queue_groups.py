@@ -8,6 +8,7 @@ import pytest
 
 from bus import Bus, Topic
 
+from .conftest import local
 from .messages import PING, Ping
 
 pytestmark = pytest.mark.anyio
@@ -37,7 +38,10 @@ async def test_members_share_the_load(bus: Bus) -> None:
     for n in range(30):
         await bus.publish(PING, Ping(n=n))
     await bus.drain()
-    assert by_member == Counter({"a": 10, "b": 10, "c": 10})
+    if local(bus):  # round robin
+        assert by_member == Counter({"a": 10, "b": 10, "c": 10})
+    else:  # the server picks at random: each message once, the load spread
+        assert by_member.total() == 30 and len(by_member) >= 2
 
 
 async def test_groups_span_patterns_by_queue_name(bus: Bus) -> None:
@@ -55,6 +59,7 @@ def test_queue_group_names_are_validated() -> None:
         bus.subscribe(PING, lambda m: None, queue="a.b")
 
 
+@pytest.mark.local_only("round robin is the local transport's: the server picks at random")
 async def test_round_robin_survives_subscription_churn_elsewhere(bus: Bus) -> None:
     by_member: Counter[str] = Counter()
     for name in ("a", "b"):

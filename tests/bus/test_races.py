@@ -28,6 +28,7 @@ from .messages import PING, RPC, Ping, Pong
 pytestmark = pytest.mark.anyio
 
 
+@pytest.mark.local_only("counts a publisher-side overflow as it happens: local only")
 async def test_one_overflow_of_a_catch_all_drop_oldest_drops_one_message(bus: Bus) -> None:
     gate = anyio.Event()
 
@@ -115,6 +116,7 @@ async def test_the_books_balance_during_a_restart_and_as_taps_see_them() -> None
     assert seen_balanced and all(seen_balanced)
 
 
+@pytest.mark.local_only("a publisher waiting for room: local only")
 async def test_a_publisher_resumed_after_a_stream_closed_is_still_counted(bus: Bus) -> None:
     async with anyio.create_task_group() as tg:
         async with bus.stream(PING, buffer=1):

@@ -20,6 +20,7 @@ from bus import (
     Topic,
 )
 
+from .conftest import local
 from .messages import RPC, Other, Ping, Pong
 
 pytestmark = pytest.mark.anyio
@@ -238,7 +239,10 @@ async def test_a_queue_group_answers_each_request_once(bus: Bus) -> None:
         bus.subscribe(RPC, serve, queue="servers", name=name)
     replies = [await bus.request(RPC, Ping(n=n)) for n in range(6)]
     assert replies == [Pong(n=n) for n in range(6)]
-    assert sorted(served) == ["a", "a", "b", "b", "c", "c"]
+    if local(bus):  # round robin
+        assert sorted(served) == ["a", "a", "b", "b", "c", "c"]
+    else:  # the server picks a member at random: each request served once
+        assert len(served) == 6 and set(served) <= {"a", "b", "c"}
     assert bus.stats().late_replies == 0
 
 
@@ -355,6 +359,10 @@ async def test_a_request_timeout_must_be_positive(bus: Bus) -> None:
     assert bus.stats().requests == 0
 
 
+@pytest.mark.local_only(
+    "the server cannot tell a watcher from a responder: over NATS a lone catch-all "
+    "watcher makes a request time out rather than fail with NoResponders"
+)
 async def test_a_catch_all_watcher_is_no_responder(bus: Bus) -> None:
     watched: list[object] = []
     bus.subscribe(Topic(">", Message), watched.append)

@@ -10,6 +10,7 @@ import pytest
 from bus import Bus, Context, Envelope, Message, Topic, TraceRecorder, read_trace
 from bus.trace import TraceFormatError, build_tree, format_tree, select
 
+from .conftest import local
 from .messages import PING, RPC, Other, Ping, Pong
 
 pytestmark = pytest.mark.anyio
@@ -40,7 +41,8 @@ async def test_a_tap_sees_publishes_requests_and_replies_without_changing_delive
     assert reply.correlation_id == request.id and reply.causation_id == request.id
     assert handled == [2]
     stats = bus.stats()
-    assert stats.subjects["test.ping"].unrouted == 2  # taps are not subscribers
+    if local(bus):  # (over NATS only the server knows what reached no one)
+        assert stats.subjects["test.ping"].unrouted == 2  # taps are not subscribers
 
 
 async def test_a_failing_tap_is_counted_and_does_not_break_publishing(bus: Bus) -> None:
