@@ -46,6 +46,9 @@ class _Blocked:
         self.counter = counter
 
 
+BACKLOG = _Blocked([], None, None)  # type: ignore[arg-type]  # the NATS outbox is full
+
+
 class Core:
     """State and delivery shared by everything that publishes: the bus, contexts, actors."""
 
@@ -127,7 +130,7 @@ class Core:
             route = self._router.route(subject)
         if self._bridge is not None and self._bridge.carries(subject):
             self._bridge.publish(route, subject, message, sender, causation_id, headers)
-            return None
+            return BACKLOG if self._bridge.full() else None
         if route.silent:  # nobody subscribes or taps: count it, build nothing
             counter = route.counter
             counter.published += 1
@@ -240,6 +243,8 @@ class Core:
         """A publish that may not wait met full buffers: each ``block`` one is treated like
         ``error`` (dead-lettered, :class:`BufferFull` raised), unless it is the publishing
         handler's own subscription, which is let in past its bound (it cannot make room)."""
+        if blocked is BACKLOG:
+            return  # (a publish that may not wait goes past the outbox's soft bound)
         me = asyncio.current_task()
         refused = []
         for sub in blocked.subs:
@@ -289,6 +294,10 @@ class Core:
         """Slow path of a publish: wait for room in full ``block`` buffers; refuse for
         ``error`` ones (:class:`BufferFull`). For a request (``pending``), waiting for room
         stops once the request is settled (a reply, a timeout)."""
+        if blocked is BACKLOG:
+            assert self._bridge is not None
+            await self._bridge.room()
+            return
         env = blocked.envelope
         refused = [sub for sub in blocked.subs if sub.policy == "error"]
         self._refuse(refused, env)
@@ -377,6 +386,8 @@ class Core:
         try:
             if bridge is not None:
                 bridge.send(env, topic.reply)
+                if bridge.full():
+                    await bridge.room()
                 route.counter.published += 1
                 if route.taps:
                     self._run_taps(route.taps, env)

@@ -234,3 +234,75 @@ async def test_a_full_error_policy_buffer_refuses_where_it_receives(
             ("buffer_full", "narrow", Ping(n=3)),
         ]
         assert right.stats().balanced
+
+
+async def test_a_cancelled_drain_leaves_the_connection_working(nats_server: NatsServer) -> None:
+    async with Bus("patient", transport=nats_server.url) as bus:
+        seen: list[int] = []
+        bus.subscribe(PING, lambda m: seen.append(m.n))
+        for cut in (0.0, 0.0005, 0.002):  # cancelled before, while, just after waiting
+            await bus.publish(PING, Ping(n=0))
+            with anyio.move_on_after(cut):
+                await bus.drain(5)
+        await bus.drain(5)
+        seen.clear()
+        await bus.publish(PING, Ping(n=1))
+        await bus.drain(5)
+        assert seen == [1]  # still receiving
+        stats = bus.transport_stats()
+        assert stats is not None and stats.connected and stats.errors == 0
+
+
+async def test_a_burst_waits_for_the_outbox_and_loses_nothing(nats_server: NatsServer) -> None:
+    from bus.transport.nats import OUTBOX_HIGH
+
+    async with pair(nats_server.url) as (left, right):
+        got: list[int] = []
+        right.subscribe(PING, lambda m: got.append(m.n), buffer=100_000)
+        await settle(left, right)
+        count = 3 * OUTBOX_HIGH
+        for n in range(count):
+            await left.publish(PING, Ping(n=n))
+            assert left._bridge is not None and len(left._bridge._outbox) <= OUTBOX_HIGH
+        await settle(left, right)
+        assert got == list(range(count))  # all, in order
+        stats, theirs = left.transport_stats(), right.transport_stats()
+        assert stats is not None and stats.waited_for_room > 0
+        assert theirs is not None and theirs.slow_consumer_drops == 0
+
+
+async def test_a_server_restart_is_waited_out_and_counted(nats_server: NatsServer) -> None:
+    async with Bus("steady", transport=nats_server.url) as bus:
+        got: list[int] = []
+        bus.subscribe(PING, lambda m: got.append(m.n))
+        await bus.drain(5)
+        nats_server.stop()
+        with anyio.fail_after(5):
+            while bus.transport_stats().connected:  # type: ignore[union-attr]  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        for n in range(100):  # during the outage: queued, not lost
+            await bus.publish(PING, Ping(n=n))
+        nats_server.restart()
+        await bus.drain(10)
+        assert got == list(range(100))
+        stats = bus.transport_stats()
+        assert stats is not None and stats.connected
+        assert (stats.disconnects, stats.reconnects) == (1, 1)
+
+
+async def test_an_outage_longer_than_the_timeout_fails_publishers_with_a_typed_error(
+    nats_server: NatsServer,
+) -> None:
+    from bus.transport.nats import OUTBOX_HIGH
+
+    async with Bus("hasty", transport=nats_server.url, close_timeout=0.5) as bus:
+        assert bus._bridge is not None
+        bus._bridge.outage_timeout = 0.2
+        nats_server.stop()
+        with anyio.fail_after(5):
+            while bus.transport_stats().connected:  # type: ignore[union-attr]  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        with pytest.raises(TransportUnavailable, match=r"waited 0\.2s to be sent \(disc"):
+            for n in range(OUTBOX_HIGH + 1):
+                await bus.publish(PING, Ping(n=n))
+        nats_server.restart()  # (then the bus closes cleanly)
