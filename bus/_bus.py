@@ -30,7 +30,7 @@ from .errors import (
     DrainTimeout,
     InvalidSubject,
 )
-from .transport.nats import NatsStats, is_nats_url
+from .transport._wire import NatsStats, is_nats_url
 
 if TYPE_CHECKING:
     from ._actor import Actor

@@ -34,7 +34,7 @@ import time
 import urllib.parse
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
@@ -43,7 +43,20 @@ from .._message import Envelope
 from .._request import ErrorReply, PendingRequest, error_reply
 from .._routing import Route
 from .._stats import DeadLetterReason
-from ..errors import BufferFull, BusClosed, HivebusError, NoResponders, RemoteError
+from ..errors import BufferFull, BusClosed, NoResponders, RemoteError
+from ._wire import (
+    _ENCODER,
+    _ERROR_DECODER,
+    _NO_RESPONDERS,
+    _PAYLOAD_ANY,
+    _RAW_DECODER,
+    _STATUS,
+    Frame,
+    NatsStats,
+    PayloadTooLarge,
+    TransportUnavailable,
+    _redact,
+)
 
 if TYPE_CHECKING:
     from .._core import Core
@@ -51,80 +64,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hivebus.bus.nats")
 
-P = TypeVar("P")
 
 LOCAL_PREFIX = "_bus."  # subjects that never leave the process
 OUTBOX_HIGH = 8192  # commands queued for the server before publishers wait ...
 OUTBOX_LOW = 4096  # ... until the writer has brought them down to this
-_STATUS = "Status"
-_NO_RESPONDERS = "503"
-
-
-class Frame(msgspec.Struct, Generic[P], array_like=True, gc=False):
-    """What goes on the wire: the envelope's fields, then the payload (one msgpack array,
-    decoded straight into ``Frame[TheTopicsType]``)."""
-
-    id: str
-    sender: str
-    timestamp: float
-    causation_id: str | None
-    correlation_id: str | None
-    kind: str  # the payload's type name (to say what arrived when it is not ours)
-    error: bool  # the payload is an ErrorReply (a handler raised)
-    headers: dict[str, str] | None
-    payload: P
-
-
-_ENCODER = msgspec.msgpack.Encoder()
-_RAW_DECODER = msgspec.msgpack.Decoder(Frame[msgspec.Raw])
-_PAYLOAD_ANY = msgspec.msgpack.Decoder()  # a request on a topic without a reply type
-_ERROR_DECODER = msgspec.msgpack.Decoder(ErrorReply)
-
-
-class TransportUnavailable(HivebusError):
-    """The transport cannot be reached (at start: the server is down or refused us)."""
-
-
-class PayloadTooLarge(HivebusError, ValueError):
-    """A message, encoded, is larger than the server accepts (its ``max_payload``)."""
-
-    def __init__(self, subject: str, size: int, limit: int) -> None:
-        super().__init__(
-            f"message on {subject!r} is {size:,} bytes encoded; the server accepts at most "
-            f"{limit:,} (max_payload): send a reference to the data instead"
-        )
-        self.subject = subject
-        self.size = size
-        self.limit = limit
-
-
-class NatsStats(msgspec.Struct, frozen=True, kw_only=True):
-    """What the NATS transport has done: messages sent and received, the connection's
-    outages, messages lost to slow consumers, and errors the client reported."""
-
-    url: str
-    connected: bool
-    sent: int
-    received: int
-    outbox: int
-    disconnects: int
-    reconnects: int
-    slow_consumer_drops: int
-    errors: int
-    refused_too_large: int
-    waited_for_room: int  # publishes that waited for the outbox (bursts, outages)
-
-
-def is_nats_url(transport: str) -> bool:
-    return transport.startswith(("nats://", "tls://"))
-
-
-def _redact(url: str) -> str:
-    """The URL without credentials (``nats://user:pass@host`` → ``nats://***@host``)."""
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest:
-        rest = "***@" + rest.split("@", 1)[1]
-    return f"{scheme}{sep}{rest}"
 
 
 class NatsBridge:
