@@ -31,6 +31,8 @@ from .load.mock_process import serve_with_stats
 from .load.options import LOAD_DESCRIPTION
 from .load.options import add_arguments as add_load_arguments
 from .trace_view import show_diff, show_trace
+from .worker import WorkerError, run_worker
+from .worker import __doc__ as WORKER_DOC
 
 TRACE_DIFF = "trace diff"  # a command of two words: `hivebus trace diff A B`
 
@@ -129,6 +131,7 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     run.add_argument(
         "--debug", action="store_true", help="print the traceback when the scenario fails"
     )
+    add_transport_arguments(run, remote=True)
     run.set_defaults(run=_run, script_args=[])
     run.epilog = (
         "Arguments after `--` are the script's own (its sys.argv[1:]): "
@@ -214,14 +217,77 @@ def build_parser() -> argparse.ArgumentParser:
         "[options]",
     )
     add_load_arguments(load)
+    add_transport_arguments(load, remote=False)
     load.set_defaults(run=_load)
+    _add_worker(commands)
     load_mock = commands.add_parser("_load-mock")  # hivebus load's own mock process: no help
     add_mock_arguments(load_mock)
     load_mock.set_defaults(run=_load_mock)
     return parser
 
 
+def add_transport_arguments(parser: argparse.ArgumentParser, *, remote: bool) -> None:
+    parser.add_argument(
+        "--transport",
+        metavar="URL",
+        help="run the bus over the NATS server at URL (nats://host:port) rather than in "
+        "this process; sets $HIVEBUS_TRANSPORT (default: that variable, else the config's "
+        "bus.transport, else local)",
+    )
+    if remote:
+        parser.add_argument(
+            "--remote",
+            metavar="ROLES",
+            help="roles served by `hivebus worker` processes, not started here: any of "
+            "gateway,tools,memory (comma-separated); sets $HIVEBUS_REMOTE",
+        )
+
+
+def _transport_environment(args: argparse.Namespace) -> None:
+    """The flags become the variables, so a scenario's own open_runtime() sees them too."""
+    if getattr(args, "transport", None):
+        os.environ["HIVEBUS_TRANSPORT"] = args.transport
+    if getattr(args, "remote", None):
+        os.environ["HIVEBUS_REMOTE"] = args.remote
+
+
+def _add_worker(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    worker = commands.add_parser(
+        "worker",
+        help="host actors (gateway, tools, memory, agents) in this process, on a NATS bus",
+        description=WORKER_DOC,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    worker.add_argument(
+        "factories", nargs="+", metavar="MODULE:FACTORY", help="what to serve (see above)"
+    )
+    worker.add_argument(
+        "--transport",
+        metavar="URL",
+        default=os.environ.get("HIVEBUS_TRANSPORT"),
+        help="the NATS server (nats://host:port); default: $HIVEBUS_TRANSPORT",
+    )
+    worker.add_argument("--name", default="worker", help="this worker's name on the bus")
+    worker.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="on SIGTERM, seconds to finish the work held before exiting (default 30)",
+    )
+    worker.set_defaults(run=_worker)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    if not args.transport:
+        raise WorkerError("--transport URL (or $HIVEBUS_TRANSPORT) is required")
+    return asyncio.run(
+        run_worker(args.transport, args.factories, name=args.name, drain_timeout=args.drain_timeout)
+    )
+
+
 def _run(args: argparse.Namespace) -> int:
+    _transport_environment(args)
     return run_scenario(RunOptions.from_args(args))
 
 
@@ -240,6 +306,7 @@ def _mock_llm(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace) -> int:
+    _transport_environment(args)
     options = LoadOptions.from_args(args)
     try:
         with asyncio.Runner(loop_factory=loop_factory(options.uvloop)) as runner:

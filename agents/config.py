@@ -29,6 +29,7 @@ import msgspec
 from msgspec import inspect as schema
 
 from bus import HivebusError
+from bus.transport import is_nats_url
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -260,10 +261,30 @@ class LLMConfig(EndpointConfig, frozen=True, kw_only=True):
         return None if price is None else price.cost(prompt_tokens, completion_tokens)
 
 
+Role = Literal["gateway", "tools", "memory"]
+
+
+class BusConfig(_Section, frozen=True, kw_only=True):
+    """Where the bus runs: ``transport`` is ``"local"`` (one process) or a NATS server's
+    URL (``nats://127.0.0.1:4222``; ``$HIVEBUS_TRANSPORT``). ``remote`` names the roles
+    that ``hivebus worker`` processes serve, so a runtime does not start its own."""
+
+    transport: str = "local"
+    remote: tuple[Role, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.transport != "local" and not is_nats_url(self.transport):
+            raise ValueError(
+                f"transport must be 'local' or a NATS URL (nats://host:port), "
+                f"got {self.transport!r}"
+            )
+
+
 class Config(_Section, frozen=True, kw_only=True):
     """Everything hivebus reads from its configuration file."""
 
     llm: LLMConfig = msgspec.field(default_factory=LLMConfig)
+    bus: BusConfig = msgspec.field(default_factory=BusConfig)
 
 
 _DATE_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{4})$")
@@ -308,6 +329,13 @@ def load_config(path: str | Path | None = None, *, env: Mapping[str, str] = os.e
         case {"llm": {"cassette": str(cassette)} as llm} if path is not None and cassette:
             llm["cassette"] = str(Path(path).parent / cassette)
     overrides = _from_environment(env)
+    bus_overrides: dict[str, Any] = {}
+    if transport := env.get("HIVEBUS_TRANSPORT", "").strip():
+        bus_overrides["transport"] = transport
+    if remote := env.get("HIVEBUS_REMOTE", "").strip():  # roles, comma-separated
+        bus_overrides["remote"] = [role.strip() for role in remote.split(",") if role.strip()]
+    if bus_overrides and isinstance(raw, dict) and isinstance(raw.setdefault("bus", {}), dict):
+        raw["bus"].update(bus_overrides)
     match raw:
         case {"llm": dict() as llm}:
             llm.update(overrides)

@@ -11,7 +11,7 @@ from bus import Actor, Bus, Context
 from tools import ToolExecutor
 
 from .agent import Agent
-from .config import Config, load_config
+from .config import Config, ConfigError, load_config
 from .llm.gateway import LLMGateway
 from .llm.policy import Policy
 from .llm.runtime import llm_gateway
@@ -22,7 +22,9 @@ from .task import AgentResult, ask
 class Runtime:
     """A running bus with the gateway, a memory store and a tool executor on it.
 
-    ``add`` puts actors on the bus; an :class:`Agent`'s tools join the shared executor.
+    Each of the three is None when ``config.bus.remote`` says a ``hivebus worker`` process
+    serves it (over NATS). ``add`` puts actors on the bus; an :class:`Agent`'s tools join
+    the shared executor (when it runs here; a remote one must have them).
     ``ask`` gives an agent a task. Made by :func:`open_runtime` (and by ``hivebus run``
     for a scenario's ``main(runtime)``).
     """
@@ -31,9 +33,9 @@ class Runtime:
         self,
         bus: Bus,
         config: Config,
-        gateway: LLMGateway,
-        memory: MemoryStore,
-        tools: ToolExecutor,
+        gateway: LLMGateway | None,
+        memory: MemoryStore | None,
+        tools: ToolExecutor | None,
     ) -> None:
         self.bus = bus
         self.config = config
@@ -55,8 +57,9 @@ class Runtime:
         so an agent never calls a tool nobody runs."""
         for actor in actors:
             if isinstance(actor, Agent):
-                for each in actor.tools.values():
-                    self.tools.add(each)
+                if self.tools is not None:
+                    for each in actor.tools.values():
+                        self.tools.add(each)
                 self.agents[actor.name] = actor
             await self.bus.add(actor)
 
@@ -84,31 +87,50 @@ async def open_runtime(
     memory: MemoryStore | None = None,
     name: str = "hivebus",
 ) -> AsyncIterator[Runtime]:
-    """Start a :class:`Runtime`: on ``bus`` (or a new one, closed on exit), with
-    ``config`` (default: :func:`load_config`), ``memory`` (default: in memory) and, when
-    no endpoint is configured, the embedded mock LLM answering with ``policy``.
+    """Start a :class:`Runtime`: on ``bus`` (or a new one on ``config.bus.transport``,
+    closed on exit), with ``config`` (default: :func:`load_config`), ``memory`` (default:
+    in memory) and, when no endpoint is configured, the embedded mock LLM answering with
+    ``policy``. The roles in ``config.bus.remote`` are left to worker processes.
     """
     if config is None:
         config = load_config()
-    async with _bus(bus, name) as running:
-        store = memory or InMemoryStore()
-        executor = ToolExecutor([])
+    remote = set(config.bus.remote)
+    if remote and bus is None and config.bus.transport == "local":
+        raise ConfigError(
+            "config", "bus.remote needs a NATS transport (bus.transport = 'nats://...')"
+        )
+    async with _bus(bus, name, config.bus.transport) as running:
+        store = None if "memory" in remote else memory or InMemoryStore()
+        executor = None if "tools" in remote else ToolExecutor([])
         runtime: Runtime | None = None
-        await running.add(store)
-        await running.add(executor)
+        for actor in (store, executor):
+            if actor is not None:
+                await running.add(actor)
         try:
-            async with llm_gateway(running, config.llm, policy=policy) as gateway:
+            async with _gateway(running, config, policy, "gateway" in remote) as gateway:
                 runtime = Runtime(running, config, gateway, store, executor)
                 yield runtime
         finally:  # on a bus that lives on, what this runtime started stops taking work
             for actor in [store, executor, *(runtime.agents.values() if runtime else ())]:
-                actor.stop()
+                if actor is not None:
+                    actor.stop()
 
 
 @asynccontextmanager
-async def _bus(bus: Bus | None, name: str) -> AsyncIterator[Bus]:
+async def _gateway(
+    bus: Bus, config: Config, policy: Policy | None, remote: bool
+) -> AsyncIterator[LLMGateway | None]:
+    if remote:
+        yield None
+        return
+    async with llm_gateway(bus, config.llm, policy=policy) as gateway:
+        yield gateway
+
+
+@asynccontextmanager
+async def _bus(bus: Bus | None, name: str, transport: str) -> AsyncIterator[Bus]:
     if bus is not None:
         yield bus
         return
-    async with Bus(name) as new:
+    async with Bus(name, transport=transport) as new:
         yield new

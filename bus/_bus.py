@@ -481,15 +481,17 @@ class Bus(Core):
 
     # -- observation -------------------------------------------------------------------------
 
-    async def _wait_idle(self) -> None:
-        while self._in_flight:
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._idle_waiters.append(waiter)
-            try:
-                await waiter
-            finally:
-                if waiter in self._idle_waiters:
-                    self._idle_waiters.remove(waiter)
+    @property
+    def actors(self) -> tuple[Actor, ...]:
+        """The actors on this bus, in the order they were added."""
+        return tuple(self._actors)
+
+    def stop_receiving(self) -> None:
+        """Over NATS: leave every subscription on the server (replies to this process's
+        own requests still arrive), so that queue-group peers take new work while this
+        bus drains what it holds. Locally: nothing to do (close() stops publishes)."""
+        if self._bridge is not None:
+            self._bridge.unsubscribe_all()
 
     def transport_stats(self) -> NatsStats | None:
         """The NATS transport's counters (None on the local transport)."""

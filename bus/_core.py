@@ -88,6 +88,17 @@ class Core:
         if not self._in_flight and self._idle_waiters:
             self._wake_idle()
 
+    async def _wait_idle(self) -> None:
+        """Until nothing is in flight (drain's wait)."""
+        while self._in_flight:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._idle_waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._idle_waiters:
+                    self._idle_waiters.remove(waiter)
+
     def _add_worker(self, sub: Subscription) -> None:
         """Start one more worker for ``sub`` (the bus owns the task group)."""
         raise NotImplementedError

@@ -138,6 +138,7 @@ class Snapshot:
 
 def snapshot(runtime: Runtime, tally: Tally, lag: float = 0.0) -> Snapshot:
     """Read every counter now."""
+    assert runtime.gateway is not None  # (hivebus load keeps its gateway in-process)
     gateway = runtime.gateway.stats()
     limits = [endpoint.limits for endpoint in gateway.endpoints]
     total = gateway.total

@@ -19,7 +19,7 @@ from rich.console import Console
 
 from bus import Bus
 
-from ..config import Config, load_config
+from ..config import Config, ConfigError, load_config
 from ..runtime import open_runtime
 from .collect import Finished, build_report
 from .drivers import Budget, Driver, Gate
@@ -79,6 +79,10 @@ async def run_load(
     (None: no progress)."""
     if config is None:
         config = load_config(options.config)
+    if "gateway" in config.bus.remote:
+        raise ConfigError(
+            "config", "hivebus load measures the LLM gateway: it cannot run in a worker"
+        )
     workload = make_workload(options)
     choice = choose_target(options, config.llm)
     before = asyncio.all_tasks()
@@ -86,10 +90,17 @@ async def run_load(
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     began = time.perf_counter()
     async with open_target(choice, options, workload.policy) as target:
-        bus = Bus("load", request_timeout=3600.0, close_timeout=CLOSE_TIMEOUT)
+        bus = Bus(
+            "load",
+            transport=config.bus.transport,
+            request_timeout=3600.0,
+            close_timeout=CLOSE_TIMEOUT,
+        )
         async with bus:
             runtime_config = msgspec.structs.replace(config, llm=target.llm)
             async with open_runtime(runtime_config, bus=bus) as runtime:
+                gateway = runtime.gateway
+                assert gateway is not None  # (refused above: it is what load measures)
                 await workload.setup(runtime)
                 # before the clocks start: the collection and freeze are set-up, not load
                 with load_gc(options.tuned_gc) as gc_settings:
@@ -99,7 +110,7 @@ async def run_load(
                         options.max_calls,
                         options.max_cost,
                         workload.calls_per_loop,
-                        runtime.gateway.stats,
+                        gateway.stats,
                     )
                     gate = Gate(options, tally, budget, on_measuring=sampler.mark)
                     driver = Driver(options, workload, runtime, tally, gate)
@@ -134,7 +145,7 @@ async def run_load(
         marked=sampler.marked or end,
         end=end,
         samples=sampler.samples,
-        gateway=runtime.gateway.stats(),
+        gateway=gateway.stats(),
         bus=bus.stats(),
         closed=closed,
         served=served,

@@ -40,17 +40,15 @@ import anyio
 import msgspec
 
 from .._message import Envelope
-from .._request import ErrorReply, PendingRequest, error_reply
+from .._request import ErrorReply, error_reply
 from .._routing import Route
 from .._stats import DeadLetterReason
-from ..errors import BufferFull, BusClosed, NoResponders, RemoteError
+from ..errors import BufferFull, BusClosed
+from ._replies import ReplyReader
 from ._wire import (
     _ENCODER,
-    _ERROR_DECODER,
-    _NO_RESPONDERS,
     _PAYLOAD_ANY,
     _RAW_DECODER,
-    _STATUS,
     Frame,
     NatsStats,
     PayloadTooLarge,
@@ -70,7 +68,7 @@ OUTBOX_HIGH = 8192  # commands queued for the server before publishers wait ...
 OUTBOX_LOW = 4096  # ... until the writer has brought them down to this
 
 
-class NatsBridge:
+class NatsBridge(ReplyReader):
     """Mirrors one bus's subscriptions on a NATS connection and carries its messages.
 
     Commands (subscribe, unsubscribe, publish) go through one outbox in call order, so a
@@ -108,6 +106,7 @@ class NatsBridge:
         self._connected = False
         self._closing = False
         self.commands = 0  # every command ever queued (drain compares it across a flush)
+        self.receiving = True  # until stop_receiving()
         self.outage_timeout = outage_timeout
         self._up = asyncio.Event()  # connected
         self._room = asyncio.Event()  # the outbox is below its low-water mark
@@ -430,34 +429,20 @@ class NatsBridge:
     def unsubscribe(self, sub: Subscription) -> None:
         self._command("unsub", sub)
 
+    def unsubscribe_all(self) -> None:
+        """Leave the server's subscriptions, in order after what was sent before."""
+        self.receiving = False
+        for sub in list(self._subs):
+            self._command("unsub", sub)
+
     async def _subscribe_now(self, sub: Subscription) -> None:
-        if sub._closed:
+        if sub._closed or not self.receiving:
             return
         self._subs[sub] = await self._nc.subscribe(
             sub.topic.subject,
             queue=sub.queue or "",
             cb=self._admitter(sub),
             pending_msgs_limit=self.pending_msgs_limit,
-        )
-
-    def _decoder(self, kind: type) -> msgspec.msgpack.Decoder[Any]:
-        decoder = self._decoders.get(kind)
-        if decoder is None:
-            decoder = self._decoders[kind] = msgspec.msgpack.Decoder(Frame[kind])  # type: ignore[valid-type]
-        return decoder
-
-    @staticmethod
-    def _envelope(msg: Any, frame: Frame[Any], payload: Any) -> Envelope:
-        return Envelope(
-            id=frame.id,
-            subject=msg.subject,
-            payload=payload,
-            sender=frame.sender,
-            timestamp=frame.timestamp,
-            correlation_id=frame.correlation_id,
-            causation_id=frame.causation_id,
-            reply_to=msg.reply or None,
-            headers=frame.headers,
         )
 
     def _admitter(self, sub: Subscription) -> Callable[[Any], Any]:
@@ -518,48 +503,3 @@ class NatsBridge:
             )
             self.send_reply(env, error_reply(error), sub.name, error=True)
         self._drop(sub, counter, env, "wrong_type")
-
-    async def _on_reply(self, msg: Any) -> None:
-        """A reply (or the server's no-responders status) to one of our requests, or one
-        of our flush markers coming back."""
-        marker = self._markers.pop(msg.subject, None)
-        if marker is not None:
-            if not marker.done():
-                marker.set_result(None)
-            return
-        correlation_id = msg.subject.rsplit(".", 1)[-1]
-        pending: PendingRequest | None = self._core._requests.get(correlation_id)
-        reply_type = self._reply_types.pop(correlation_id, None)
-        if pending is None or pending.future.done():
-            self._core._late_replies += 1
-            return
-        if msg.headers and msg.headers.get(_STATUS) == _NO_RESPONDERS:
-            self._core._no_responders += 1
-            pending.future.set_exception(NoResponders(pending.subject))
-            return
-        self._received += 1
-        try:
-            frame = _RAW_DECODER.decode(msg.data)
-            if frame.error:
-                error = _ERROR_DECODER.decode(frame.payload)
-                pending.future.set_exception(
-                    RemoteError(
-                        pending.subject,
-                        error.remote_type,
-                        error.message,
-                        error.traceback,
-                        error.details,
-                    )
-                )
-                return
-            if reply_type is None:
-                result = _PAYLOAD_ANY.decode(frame.payload)
-            else:
-                result = self._decoder(reply_type).decode(msg.data).payload
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            pending.future.set_exception(
-                RemoteError(pending.subject, "DecodeError", f"undecodable reply: {exc}", "", None)
-            )
-            return
-        self._core._replies += 1
-        pending.future.set_result(result)

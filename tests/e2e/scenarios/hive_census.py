@@ -2,7 +2,9 @@
 
     hivebus run tests/e2e/scenarios/hive_census.py [-- --hive south]
 
-On the mock LLM its ``POLICY`` scripts both agents; ``--hive`` changes which hive the
+On the mock LLM its ``POLICY`` scripts both agents (``gateway`` and ``tools`` serve the
+same in worker processes: ``hivebus worker --transport URL
+tests.e2e.scenarios.hive_census:gateway``); ``--hive`` changes which hive the
 researcher's model asks the tool about (a changed model answer, for ``trace diff``).
 """
 
@@ -10,10 +12,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-from agents import Agent, Runtime
-from agents.llm import Policy, Rule, ScriptedCall
-from tools import tool
+from agents import Agent, Runtime, load_config
+from agents.llm import Policy, Rule, ScriptedCall, llm_gateway
+from bus import Bus
+from tools import ToolExecutor, tool
 
 HIVES = {"north": 12_000, "south": 8_000}
 
@@ -31,7 +36,10 @@ def _hive() -> str:
 
 
 def POLICY() -> Policy:  # the name hivebus run looks for
-    hive = _hive()
+    return _policy(_hive())
+
+
+def _policy(hive: str) -> Policy:
     return Policy(
         [
             Rule(
@@ -53,3 +61,15 @@ async def main(runtime: Runtime) -> None:
     finding = await runtime.ask("researcher", "How many bees live in the hive?")
     report = await runtime.ask("writer", f"Report this finding: {finding.text}")
     print(report.text)
+
+
+@asynccontextmanager
+async def gateway(bus: Bus) -> AsyncIterator[None]:
+    """The LLM gateway with this scenario's mock policy, for ``hivebus worker``."""
+    async with llm_gateway(bus, load_config().llm, policy=_policy("north")):
+        yield
+
+
+def tools(bus: Bus) -> ToolExecutor:
+    """The researcher's tool, for ``hivebus worker``."""
+    return ToolExecutor([count_bees])
