@@ -7,7 +7,7 @@ from ._actor import Actor, Supervision, handler
 from ._bus import Bus
 from ._context import DONE, Context
 from ._deadlines import DeadlineGrid, TaskDeadline
-from ._message import Envelope, Message, Topic
+from ._message import Durability, Envelope, Message, Topic
 from ._observe import observe_buses
 from ._request import ErrorReply
 from ._routing import Tap
@@ -48,6 +48,7 @@ __all__ = [
     "DeadLetter",
     "DeadlineGrid",
     "DrainTimeout",
+    "Durability",
     "Envelope",
     "ErrorReply",
     "HivebusError",

@@ -140,7 +140,9 @@ class Core:
                 raise InvalidSubject(subject, "cannot publish to a wildcard pattern")
             route = self._router.route(subject)
         if self._bridge is not None and self._bridge.carries(subject):
-            self._bridge.publish(route, subject, message, sender, causation_id, headers)
+            self._bridge.publish(
+                route, subject, message, sender, causation_id, headers, topic.durable
+            )
             return BACKLOG if self._bridge.full() else None
         if route.silent:  # nobody subscribes or taps: count it, build nothing
             counter = route.counter
@@ -396,7 +398,7 @@ class Core:
         tick = self._deadlines.watch(loop, timeout, pending)
         try:
             if bridge is not None:
-                bridge.send(env, topic.reply)
+                bridge.send(env, topic.reply, durable=topic.durable)
                 if bridge.full():
                     await bridge.room()
                 route.counter.published += 1

@@ -26,6 +26,23 @@ class Message(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """
 
 
+class Durability(msgspec.Struct, frozen=True, kw_only=True):
+    """How a durable topic's messages are kept over NATS (JetStream), for publishers and
+    subscribers alike (declare the topic the same on both sides).
+
+    ``ack_wait``: seconds a taken message may go unacknowledged before it is delivered
+    again (a running handler extends it); ``max_deliver``: deliveries before it is given up
+    (and dead-lettered); ``max_age``/``max_bytes``: the stream's retention;
+    ``duplicate_window``: seconds in which a message id sent twice is stored once.
+    """
+
+    ack_wait: float = 30.0
+    max_deliver: int = 5
+    max_age: float = 86_400.0
+    max_bytes: int = 1 << 30
+    duplicate_window: float = 120.0
+
+
 class Topic(Generic[T, R]):
     """A subject bound to a message type (and, for requests, the reply type).
 
@@ -33,12 +50,25 @@ class Topic(Generic[T, R]):
     ``*``/``>`` wildcards when the topic is only used to subscribe.
     """
 
-    __slots__ = ("is_pattern", "reply", "subject", "tokens", "type")
+    __slots__ = ("durable", "is_pattern", "reply", "subject", "tokens", "type")
 
     @overload
-    def __init__(self: Topic[T, Any], subject: str, type: type[T]) -> None: ...
+    def __init__(
+        self: Topic[T, Any],
+        subject: str,
+        type: type[T],
+        *,
+        durable: bool | Durability = False,
+    ) -> None: ...
     @overload
-    def __init__(self, subject: str, type: type[T], *, reply: type[R]) -> None: ...
+    def __init__(
+        self,
+        subject: str,
+        type: type[T],
+        *,
+        reply: type[R],
+        durable: bool | Durability = False,
+    ) -> None: ...
 
     def __init__(
         self,
@@ -46,6 +76,7 @@ class Topic(Generic[T, R]):
         type: type[T],
         *,
         reply: type[R] | None = None,
+        durable: bool | Durability = False,
     ) -> None:
         self.tokens = validate_subject(subject, pattern=True)
         if not isinstance(type, builtins.type):
@@ -56,6 +87,9 @@ class Topic(Generic[T, R]):
         self.type = type
         self.reply = reply
         self.is_pattern = is_pattern(subject)
+        # Over NATS, kept by JetStream (at least once, redelivered after a crash); in
+        # one process, the same as any topic.
+        self.durable = Durability() if durable is True else durable or None
 
     def __repr__(self) -> str:
         reply = f", reply={self.reply.__name__}" if self.reply is not None else ""

@@ -28,6 +28,7 @@ class Frame(msgspec.Struct, Generic[P], array_like=True, gc=False):
     error: bool  # the payload is an ErrorReply (a handler raised)
     headers: dict[str, str] | None
     payload: P
+    reply_to: str | None = None  # (JetStream delivers with its ack subject as the reply)
 
 
 _ENCODER = msgspec.msgpack.Encoder()
@@ -68,6 +69,7 @@ class NatsStats(msgspec.Struct, frozen=True, kw_only=True):
     errors: int
     refused_too_large: int
     waited_for_room: int  # publishes that waited for the outbox (bursts, outages)
+    redelivered: int = 0  # durable messages delivered again (a worker died holding them)
 
 
 def is_nats_url(transport: str) -> bool:

@@ -39,11 +39,12 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import msgspec
 
-from .._message import Envelope
+from .._message import Durability, Envelope
 from .._request import ErrorReply, error_reply
 from .._routing import Route
 from .._stats import DeadLetterReason
 from ..errors import BufferFull, BusClosed
+from ._durable import Durable
 from ._replies import ReplyReader
 from ._wire import (
     _ENCODER,
@@ -106,6 +107,7 @@ class NatsBridge(ReplyReader):
         self._connected = False
         self._closing = False
         self.commands = 0  # every command ever queued (drain compares it across a flush)
+        self._durable = Durable(self)
         self.receiving = True  # until stop_receiving()
         self.outage_timeout = outage_timeout
         self._up = asyncio.Event()  # connected
@@ -220,6 +222,10 @@ class NatsBridge(ReplyReader):
         return not self._outbox and not any(s.pending_msgs for s in self._subs.values())
 
     async def close(self) -> None:
+        self._durable.stop()
+        for message in self._durable.held.values():  # taken, never handled: given back
+            self._command("nak", message)
+        self._durable.held.clear()
         writer, self._writer = self._writer, None
         if writer is not None:
             with anyio.move_on_after(2):
@@ -270,6 +276,7 @@ class NatsBridge(ReplyReader):
             errors=self._errors,
             refused_too_large=self._too_large,
             waited_for_room=self._waited,
+            redelivered=self._durable.redelivered,
         )
 
     # -- outbound ----------------------------------------------------------------------------
@@ -287,6 +294,7 @@ class NatsBridge(ReplyReader):
         outbox = self._outbox
         emptied = self._emptied
         assert emptied is not None
+        retries = 0
         while True:
             while not outbox:
                 emptied.set()
@@ -304,6 +312,14 @@ class NatsBridge(ReplyReader):
                     await nc.publish(arg, b"")
                 elif kind == "sub":
                     await self._subscribe_now(arg)
+                elif kind in ("ack", "nak", "progress"):
+                    await getattr(arg, "in_progress" if kind == "progress" else kind)()
+                elif kind == "jspub":
+                    await self._durable.publish(*arg)
+                    self._sent += 1
+                elif kind == "jsub":
+                    if not arg._closed and self.receiving:
+                        await self._durable.consume(arg)
                 else:
                     handle = self._subs.pop(arg, None)
                     if handle is not None:
@@ -311,13 +327,24 @@ class NatsBridge(ReplyReader):
             except Exception as exc:  # noqa: BLE001 - counted and logged; the writer goes on
                 if not self._connected and not self._closing:
                     continue  # the connection dropped under it: again once it is back
+                if kind == "jspub" and retries < 5:  # (the id dedupes a stored retry)
+                    retries += 1
+                    await asyncio.sleep(0.2 * retries)
+                    continue
                 self._errors += 1
                 log.warning("NATS %s failed: %s: %s", kind, type(exc).__name__, exc)
             outbox.popleft()
+            retries = 0
             if len(outbox) < OUTBOX_LOW and not self._room.is_set():
                 self._room.set()
 
-    def send(self, env: Envelope, reply_type: type | None = None, error: bool = False) -> None:
+    def send(
+        self,
+        env: Envelope,
+        reply_type: type | None = None,
+        error: bool = False,
+        durable: Durability | None = None,
+    ) -> None:
         """Encode ``env`` and queue it for the server; raises :class:`PayloadTooLarge` at
         once (nothing is sent) when the server would refuse it."""
         data = self._encode(
@@ -332,11 +359,15 @@ class NatsBridge(ReplyReader):
                 error=error,
                 headers=dict(env.headers) if env.headers else None,
                 payload=env.payload,
+                reply_to=env.reply_to,
             ),
         )
         if reply_type is not None and env.correlation_id is not None:
             self._reply_types[env.correlation_id] = reply_type
-        self._command("pub", (env.subject, env.reply_to or "", data))
+        if durable is not None:
+            self._command("jspub", (env.subject, durable, data, env.id))
+        else:
+            self._command("pub", (env.subject, env.reply_to or "", data))
 
     def _encode(self, subject: str, frame: Frame[Any]) -> bytes:
         data = _ENCODER.encode(frame)
@@ -353,6 +384,7 @@ class NatsBridge(ReplyReader):
         sender: str,
         causation_id: str | None,
         headers: Mapping[str, str] | None,
+        durable: Durability | None = None,
     ) -> None:
         """A publish through the server: subscribers here get it back from there."""
         core = self._core
@@ -372,7 +404,10 @@ class NatsBridge(ReplyReader):
                 payload=message,
             ),
         )
-        self._command("pub", (subject, "", data))
+        if durable is not None:
+            self._command("jspub", (subject, durable, data, env_id))
+        else:
+            self._command("pub", (subject, "", data))
         route.counter.published += 1
         if route.taps:  # (the envelope is built only for them)
             env = Envelope(
@@ -423,17 +458,25 @@ class NatsBridge(ReplyReader):
     # -- inbound -----------------------------------------------------------------------------
 
     def subscribe(self, sub: Subscription) -> None:
-        if self.carries(sub.topic.subject):
+        if not self.carries(sub.topic.subject):
+            return
+        if sub.topic.durable is not None:
+            self._durable.wrap(sub)  # (now: before its workers read the handler)
+            self._command("jsub", sub)
+        else:
             self._command("sub", sub)
 
     def unsubscribe(self, sub: Subscription) -> None:
+        puller = self._durable.pullers.pop(sub, None)
+        if puller is not None:
+            puller.cancel()
         self._command("unsub", sub)
 
     def unsubscribe_all(self) -> None:
         """Leave the server's subscriptions, in order after what was sent before."""
         self.receiving = False
-        for sub in list(self._subs):
-            self._command("unsub", sub)
+        for sub in [*self._subs, *self._durable.pullers]:
+            self.unsubscribe(sub)
 
     async def _subscribe_now(self, sub: Subscription) -> None:
         if sub._closed or not self.receiving:
@@ -445,7 +488,7 @@ class NatsBridge(ReplyReader):
             pending_msgs_limit=self.pending_msgs_limit,
         )
 
-    def _admitter(self, sub: Subscription) -> Callable[[Any], Any]:
+    def _admitter(self, sub: Subscription, durable: Durable | None = None) -> Callable[[Any], Any]:
         core = self._core
         decoder = self._decoder(sub.topic.type)
         counter = core._router._counter(sub.topic.subject)
@@ -460,8 +503,13 @@ class NatsBridge(ReplyReader):
                 return
             env = self._envelope(msg, frame, frame.payload)
             if sub._closed:  # unsubscribed while this was on its way
+                if durable is not None:
+                    self._command("nak", msg)  # (another member takes it)
+                    return
                 self._drop(sub, counter, env, "unsubscribed")
                 return
+            if durable is not None:
+                durable.held[env.id] = msg  # acknowledged when its handler is done
             blocked = core._enqueue(route, env, published=False)
             pending = core._requests.get(env.correlation_id or "")
             if pending is not None and env.reply_to is not None:

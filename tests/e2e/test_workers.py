@@ -122,3 +122,38 @@ def test_a_worker_on_a_server_that_is_down_says_so(nats_server: NatsServer) -> N
     result = hivebus("worker", "agents.workers:memory", "--transport", url)
     assert result.returncode == 1
     assert "cannot connect to NATS at nats://127.0.0.1:" in result.stderr
+
+
+@pytest.mark.anyio
+async def test_a_worker_killed_holding_durable_tasks_loses_none(
+    nats_server: NatsServer,
+) -> None:
+    import anyio
+
+    from bus import Bus
+
+    from .durable_jobs import JOBS, SECONDS_PER_JOB, Done, Job
+
+    spec = "tests.e2e.durable_jobs:jobs"
+    async with Bus("caller", transport=nats_server.url) as caller:
+        replies: list[Done] = []
+
+        async def ask(n: int) -> None:
+            replies.append(await caller.request(JOBS, Job(n=n), timeout=60))
+
+        async with anyio.create_task_group() as group:
+            for n in range(12):
+                group.start_soon(ask, n)
+            await caller.drain(5)  # all 12 kept by the server before any worker is up
+            with worker(nats_server.url, spec) as doomed:
+                await anyio.sleep(SECONDS_PER_JOB / 2)  # it holds them, mid-way through 4
+                doomed.kill()  # SIGKILL: no drain, no acknowledgement
+                doomed.wait()
+            assert replies == []
+            with worker(nats_server.url, spec) as survivor:
+                with anyio.fail_after(30):
+                    while len(replies) < 12:  # noqa: ASYNC110
+                        await anyio.sleep(0.05)
+        assert sorted(r.n for r in replies) == list(range(12))  # each once, none lost
+        assert {r.by for r in replies} == {survivor.pid}
+        assert caller.stats().late_replies == 0

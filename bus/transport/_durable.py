@@ -1,0 +1,174 @@
+"""Durable topics over NATS: JetStream keeps their messages until a handler is done.
+
+- Each durable topic has a stream of its own (``HIVE_<subject>``), with the topic's
+  :class:`~bus.Durability` as its retention (``max_age``, ``max_bytes``) and
+  ``duplicate_window``; a publish carries its envelope id as ``Nats-Msg-Id``, so a publish
+  retried after a lost acknowledgement is stored once.
+- A subscription takes messages from a durable pull consumer named after its queue group
+  (members share it) or, without one, after the subscription (each gets every message).
+  It fetches no more than its buffer has room for.
+- A message is acknowledged when its handler is done — returned, or raised (then it is
+  dead-lettered and the requester told, as for any topic) — never before, and never
+  "everything up to here" (AckAll loses a crashed consumer's batch). While the handler
+  runs, the bridge tells the server it is in progress every third of ``ack_wait``, so a
+  long LLM call is not delivered again. A process that dies holding messages never
+  acknowledges them: after ``ack_wait`` they are delivered to another member. A handler
+  cancelled because the bus is closing gives its message back at once (``nak``).
+- The request's reply subject travels in the frame (JetStream puts its ack subject where
+  a reply subject would be), so a request on a durable topic is answered as any other —
+  even when no worker was up when it was sent: it waits in the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from typing import TYPE_CHECKING, Any
+
+from .._message import Durability
+
+if TYPE_CHECKING:
+    from .._subscription import Subscription
+    from .nats import NatsBridge
+
+log = logging.getLogger("hivebus.bus.nats")
+
+
+def stream_name(subject: str) -> str:
+    """``agent.*.inbox`` → ``HIVE_agent_STAR_inbox`` (stream names allow no dots)."""
+    return "HIVE_" + subject.replace(".", "_").replace("*", "STAR").replace(">", "REST")
+
+
+def consumer_name(sub: Subscription) -> str:
+    name = f"q_{sub.queue}" if sub.queue else f"s_{sub.name}"
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+
+
+class Durable:
+    """The JetStream side of one bridge."""
+
+    def __init__(self, bridge: NatsBridge) -> None:
+        self.bridge = bridge
+        self.js: Any = None
+        self.streams: set[str] = set()
+        self.held: dict[str, Any] = {}  # envelope id -> the JetStream message, until acked
+        self.pullers: dict[Subscription, asyncio.Task[None]] = {}
+        self.heartbeat: asyncio.Task[None] | None = None
+        self.redelivered = 0
+
+    async def stream(self, subject: str, durability: Durability) -> str:
+        """The topic's stream, made (or brought to the topic's settings) once."""
+        name = stream_name(subject)
+        if name in self.streams:
+            return name
+        if self.js is None:
+            self.js = self.bridge._nc.jetstream()
+        settings: dict[str, Any] = {
+            "name": name,
+            "subjects": [subject],
+            "max_age": durability.max_age,
+            "max_bytes": durability.max_bytes,
+            "duplicate_window": min(durability.duplicate_window, durability.max_age),
+        }
+        import nats.js.errors
+
+        try:
+            await self.js.add_stream(**settings)
+        except nats.js.errors.BadRequestError:  # it exists with other settings: take ours
+            await self.js.update_stream(**settings)
+        self.streams.add(name)
+        return name
+
+    async def publish(self, subject: str, durability: Durability, data: bytes, id: str) -> None:
+        await self.stream(subject, durability)
+        await self.js.publish(subject, data, headers={"Nats-Msg-Id": id}, timeout=5)
+
+    async def consume(self, sub: Subscription) -> None:
+        """Start taking the subscription's messages from its durable consumer."""
+        from nats.js.api import AckPolicy, ConsumerConfig
+
+        durability = sub.topic.durable
+        assert durability is not None
+        subject = sub.topic.subject
+        stream = await self.stream(subject, durability)
+        config = ConsumerConfig(
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=durability.ack_wait,
+            max_deliver=durability.max_deliver,
+            filter_subject=subject,
+        )
+        puller = await self.js.pull_subscribe(
+            subject, durable=consumer_name(sub), stream=stream, config=config
+        )
+        loop = asyncio.get_running_loop()
+        self.pullers[sub] = loop.create_task(self._pull(sub, puller))
+        if self.heartbeat is None:
+            self.heartbeat = loop.create_task(self._beat(durability.ack_wait / 3))
+
+    async def _pull(self, sub: Subscription, puller: Any) -> None:
+        import nats.errors
+
+        bridge = self.bridge
+        admit = bridge._admitter(sub, durable=self)
+        while not sub._closed and bridge.receiving:
+            room = sub.maxsize - len(sub._buffer)
+            if room <= 0 or not bridge._connected:
+                await asyncio.sleep(0.05)  # (a full buffer, or an outage: later)
+                continue
+            try:
+                messages = await puller.fetch(min(room, 64), timeout=1)
+            except nats.errors.TimeoutError:
+                continue
+            except nats.errors.Error as exc:  # an outage, say: retried
+                log.debug("fetch for %s: %s", sub.name, exc)
+                await asyncio.sleep(0.1)
+                continue
+            for message in messages:
+                if message.metadata.num_delivered > 1:
+                    self.redelivered += 1
+                await admit(message)
+
+    async def _beat(self, every: float) -> None:
+        """Tell the server the held messages are still being worked on."""
+        while True:
+            await asyncio.sleep(every)
+            for message in list(self.held.values()):
+                self.bridge._command("progress", message)
+
+    def wrap(self, sub: Subscription) -> None:
+        """Acknowledge each message once its handler is done (see the module's text)."""
+        handler = sub._handler
+        if handler is None:  # a stream: acknowledged as it is taken
+            return
+        wants_ctx = sub._wants_ctx
+        held = self.held
+        bridge = self.bridge
+
+        async def acked(payload: Any, ctx: Any) -> Any:
+            message = held.get(ctx.envelope.id)
+            verdict = "ack"
+            try:
+                result = handler(payload, ctx) if wants_ctx else handler(payload)
+                if inspect.isawaitable(result):
+                    result = await result
+                return result
+            except asyncio.CancelledError:
+                if not bridge._core._accepting:  # the bus is closing: another takes it now
+                    verdict = "nak"
+                raise
+            finally:
+                if message is not None:
+                    del held[ctx.envelope.id]
+                    bridge._command(verdict, message)
+
+        sub._handler = acked
+        sub._wants_ctx = True
+        sub._is_async = True
+
+    def stop(self) -> None:
+        for task in [*self.pullers.values(), self.heartbeat]:
+            if task is not None:
+                task.cancel()
+        self.pullers.clear()
+        self.heartbeat = None

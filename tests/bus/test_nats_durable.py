@@ -1,0 +1,113 @@
+"""Durable topics over a real nats-server (JetStream): kept until a handler is done."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from bus import DEAD_LETTERS, Bus, DeadLetter, Durability, Message, RemoteError, Topic
+
+from ..nats_server import NatsServer
+
+pytestmark = pytest.mark.anyio
+
+
+class Job(Message, frozen=True, kw_only=True):
+    n: int
+
+
+class Done(Message, frozen=True, kw_only=True):
+    n: int
+    by: str
+
+
+JOBS = Topic("jobs.work", Job, reply=Done, durable=Durability(ack_wait=1.0, max_age=60))
+EVENTS = Topic("jobs.events", Job, durable=True)
+
+
+async def test_a_request_sent_while_no_worker_is_up_is_answered_once_one_is(
+    nats_server: NatsServer,
+) -> None:
+    async with (
+        Bus("caller", transport=nats_server.url) as caller,
+        Bus("worker", transport=nats_server.url) as worker,
+    ):
+        async with anyio.create_task_group() as group:
+            replies: list[Done] = []
+
+            async def ask(n: int) -> None:
+                replies.append(await caller.request(JOBS, Job(n=n), timeout=10))
+
+            for n in range(5):
+                group.start_soon(ask, n)
+            await caller.drain(5)  # sent, and kept by the server: nobody takes them yet
+            await anyio.sleep(0.2)
+            assert replies == []
+            worker.subscribe(JOBS, lambda job: Done(n=job.n, by="worker"), queue="w")
+        assert sorted(r.n for r in replies) == list(range(5))
+        assert caller.stats().late_replies == 0
+
+
+async def test_every_durable_subscriber_gets_every_message_and_a_group_shares(
+    nats_server: NatsServer,
+) -> None:
+    async with (
+        Bus("pub", transport=nats_server.url) as pub,
+        Bus("sub", transport=nats_server.url) as sub,
+    ):
+        seen: dict[str, list[int]] = {"a": [], "b": [], "g1": [], "g2": []}
+        sub.subscribe(EVENTS, lambda m: seen["a"].append(m.n), name="a")
+        sub.subscribe(EVENTS, lambda m: seen["b"].append(m.n), name="b")
+        sub.subscribe(EVENTS, lambda m: seen["g1"].append(m.n), queue="g")
+        sub.subscribe(EVENTS, lambda m: seen["g2"].append(m.n), queue="g")
+        await sub.drain(5)
+        for n in range(20):
+            await pub.publish(EVENTS, Job(n=n))
+        with anyio.fail_after(10):
+            while len(seen["g1"]) + len(seen["g2"]) < 20 or len(seen["b"]) < 20:  # noqa: ASYNC110
+                await anyio.sleep(0.02)
+        await sub.drain(5)
+        assert sorted(seen["a"]) == sorted(seen["b"]) == list(range(20))
+        assert sorted(seen["g1"] + seen["g2"]) == list(range(20))  # once each in the group
+
+
+async def test_a_handler_that_raises_is_answered_and_not_delivered_again(
+    nats_server: NatsServer,
+) -> None:
+    async with (
+        Bus("caller", transport=nats_server.url) as caller,
+        Bus("worker", transport=nats_server.url) as worker,
+    ):
+        calls: list[int] = []
+        dead: list[DeadLetter] = []
+        worker.subscribe(DEAD_LETTERS, dead.append)
+
+        def fail(job: Job) -> Done:
+            calls.append(job.n)
+            raise ValueError("no such job")
+
+        worker.subscribe(JOBS, fail, queue="w")
+        await worker.drain(5)
+        with pytest.raises(RemoteError, match="no such job"):
+            await caller.request(JOBS, Job(n=1), timeout=10)
+        await anyio.sleep(1.5)  # past ack_wait: it was acknowledged, so not redelivered
+        assert calls == [1] and [d.reason for d in dead] == ["handler_error"]
+
+
+async def test_the_same_message_id_sent_twice_is_stored_once(nats_server: NatsServer) -> None:
+    from bus import Envelope
+
+    async with Bus("dup", transport=nats_server.url) as bus:
+        seen: list[int] = []
+        bus.subscribe(EVENTS, lambda m: seen.append(m.n), name="once")
+        await bus.drain(5)
+        env = Envelope(
+            id="fixed-1", subject=EVENTS.subject, payload=Job(n=7), sender="t", timestamp=0.0
+        )
+        assert bus._bridge is not None
+        for _ in range(2):  # a publish retried after its acknowledgement was lost
+            bus._bridge.send(env, durable=EVENTS.durable)
+        await bus.drain(5)
+        await anyio.sleep(0.3)
+        await bus.drain(5)
+        assert seen == [7]

@@ -1,0 +1,38 @@
+"""A durable job topic and the worker that serves it, for the crash tests:
+
+hivebus worker --transport URL tests.e2e.durable_jobs:jobs
+"""
+
+from __future__ import annotations
+
+import os
+
+import anyio
+
+from bus import Actor, Bus, Durability, Message, Topic, handler
+
+
+class Job(Message, frozen=True, kw_only=True):
+    n: int
+
+
+class Done(Message, frozen=True, kw_only=True):
+    n: int
+    by: int  # the pid of the worker that did it
+
+
+JOBS = Topic("crash.jobs", Job, reply=Done, durable=Durability(ack_wait=1.0, max_age=300))
+SECONDS_PER_JOB = 0.8
+
+
+class Jobs(Actor):
+    concurrency = 4
+
+    @handler(JOBS, queue="jobs")
+    async def work(self, job: Job) -> Done:
+        await anyio.sleep(SECONDS_PER_JOB)
+        return Done(n=job.n, by=os.getpid())
+
+
+def jobs(bus: Bus) -> Jobs:
+    return Jobs("jobs")
