@@ -46,7 +46,7 @@ _COUNTERS = ("received", "delivered", "dropped", "failed", "cancelled", "unproce
 
 
 class Bus(Core):
-    """An in-process message bus with NATS semantics.
+    """A message bus with NATS semantics, in one process or over a NATS server.
 
     Use it as ``async with Bus() as bus:``; leaving the block closes it (drains in-flight
     work up to ``close_timeout`` seconds, then cancels what is left and reports it in
@@ -54,7 +54,8 @@ class Bus(Core):
 
     ``name`` is the sender of messages published from outside a handler;
     ``request_timeout`` the default deadline of ``request()`` in seconds; ``transport`` is
-    ``"local"`` (in-process; the only one so far).
+    ``"local"`` (in-process) or a NATS server's URL (``"nats://127.0.0.1:4222"``, several
+    comma-separated): the same API over the server (see :mod:`bus.transport.nats`).
     """
 
     def __init__(

@@ -77,8 +77,11 @@ def is_nats_url(transport: str) -> bool:
 
 
 def _redact(url: str) -> str:
-    """The URL without credentials (``nats://user:pass@host`` → ``nats://***@host``)."""
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest:
-        rest = "***@" + rest.split("@", 1)[1]
-    return f"{scheme}{sep}{rest}"
+    """The URL(s) without credentials (``nats://user:pass@host`` → ``nats://***@host``)."""
+    shown = []
+    for one in url.split(","):
+        scheme, sep, rest = one.strip().partition("://")
+        if "@" in rest:
+            rest = "***@" + rest.split("@", 1)[1]
+        shown.append(f"{scheme}{sep}{rest}")
+    return ",".join(shown)

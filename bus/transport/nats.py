@@ -88,6 +88,7 @@ class NatsBridge(ReplyReader):
     ) -> None:
         self._core = core
         self.url = url
+        self.servers = [part.strip() for part in url.split(",") if part.strip()]
         self.connect_timeout = connect_timeout
         self.reconnect_wait = reconnect_wait
         self.pending_msgs_limit = pending_msgs_limit
@@ -141,7 +142,7 @@ class NatsBridge(ReplyReader):
             await self._probe()
             with anyio.fail_after(self.connect_timeout):
                 self._nc = await nats.connect(
-                    servers=[self.url],
+                    servers=self.servers,
                     name=self._core.name,
                     connect_timeout=self.connect_timeout,
                     allow_reconnect=True,
@@ -170,11 +171,22 @@ class NatsBridge(ReplyReader):
         log.debug("bus %r connected to NATS at %s", self._core.name, where)
 
     async def _probe(self) -> None:
-        parsed = urllib.parse.urlsplit(self.url)
-        host, port = parsed.hostname or "127.0.0.1", parsed.port or 4222
-        with anyio.fail_after(self.connect_timeout):
-            stream = await anyio.connect_tcp(host, port)
-        await stream.aclose()
+        """Raise unless one of the servers (``url`` may list several, comma-separated)
+        accepts a TCP connection."""
+        failure: Exception | None = None
+        for url in self.servers:
+            parsed = urllib.parse.urlsplit(url)
+            host, port = parsed.hostname or "127.0.0.1", parsed.port or 4222
+            try:
+                with anyio.fail_after(self.connect_timeout):
+                    stream = await anyio.connect_tcp(host, port)
+            except (OSError, TimeoutError) as exc:
+                failure = exc
+                continue
+            await stream.aclose()
+            return
+        assert failure is not None
+        raise failure
 
     async def flush(self, timeout: float) -> None:
         """Wait until the server has processed every command so far, and delivered to us

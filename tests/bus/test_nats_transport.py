@@ -330,3 +330,14 @@ async def test_a_slow_consumer_past_its_pending_limit_is_counted_not_silent(
         gate.set()
         stats = right.transport_stats()
         assert stats is not None and stats.slow_consumer_drops > 0  # core NATS drops; we say so
+
+
+async def test_a_list_of_servers_connects_to_one_that_answers(nats_server: NatsServer) -> None:
+    dead = "nats://user:pw@127.0.0.1:1"  # nothing listens on port 1
+    async with Bus("listed", transport=f"{dead},{nats_server.url}") as bus:
+        bus.subscribe(PING, lambda m: None)
+        await bus.publish(PING, Ping(n=1))
+        await bus.drain(5)
+        stats = bus.transport_stats()
+        assert stats is not None and stats.connected and stats.received == 1
+        assert stats.url == f"nats://***@127.0.0.1:1,{nats_server.url}"
