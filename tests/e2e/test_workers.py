@@ -157,3 +157,23 @@ async def test_a_worker_killed_holding_durable_tasks_loses_none(
         assert sorted(r.n for r in replies) == list(range(12))  # each once, none lost
         assert {r.by for r in replies} == {survivor.pid}
         assert caller.stats().late_replies == 0
+
+
+def test_hivebus_load_runs_its_loops_over_nats(nats_server: NatsServer, tmp_path: Path) -> None:
+    from agents.load import read_report
+
+    result = hivebus(
+        "load",
+        "--loops",
+        "30",
+        "--quiet",
+        "--json",
+        "--report",
+        str(tmp_path),
+        "--transport",
+        nats_server.url,
+    )
+    assert result.returncode == 0, result.stderr
+    report = read_report(tmp_path / "report.json")
+    assert report.loops.started == 30 and report.loops.ok == 30
+    assert report.bus.balanced and report.bus.drained and report.bus.unprocessed == 0
