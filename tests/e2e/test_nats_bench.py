@@ -30,6 +30,7 @@ def test_the_nats_benchmark_measures_both_sides_and_reports_ratios() -> None:
     command = [sys.executable, "-W", "always::ResourceWarning", "scripts/bench/nats.py"]
     command += ["--messages", "300", "--requests", "40", "--concurrent", "200"]
     command += ["--in-flight", "20", "--rounds", "1", "--timeout", "60", "--json"]
+    command += ["--loops", "20", "--workers", "1,2", "--worker-rounds", "1"]
     command += ["--nats-server", binary]
     result = subprocess.run(
         command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
@@ -71,7 +72,51 @@ def test_the_nats_benchmark_measures_both_sides_and_reports_ratios() -> None:
     table = result.stdout
     for row in [*report["checks"], *report["info"]]:
         assert row["name"] in table
-    # the server it started is gone
+    check_the_worker_section(report["workers"], table)
+    # the server it started is gone, and so is every mock LLM and worker process
     assert report["server"]["version"].startswith("nats-server: v")
-    with pytest.raises(ProcessLookupError):
-        os.kill(report["server"]["pid"], 0)
+    for pid in [report["server"]["pid"], *report["workers"]["pids"]]:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def check_the_worker_section(section: dict[str, Any], table: str) -> None:
+    """Agent loops/s: the one-process baseline, then 1 and 2 workers, each beside 1 worker."""
+    assert section["loops"] == 20 and section["rounds"] == 1
+    assert (section["steps"], section["tool_calls"]) == (3, 2)
+    rows = section["rows"]
+    assert [(r["name"], r["workers"]) for r in rows] == [
+        ("one process, local transport", 0),
+        ("1 worker over NATS", 1),
+        ("2 workers over NATS", 2),
+    ]
+    assert section["ratio_to"] == "1 worker over NATS" and rows[1]["ratio"] == 1.0
+    for row in rows:
+        assert row["loops_per_s"] > 0 and len(row["rounds"]) == 1, row
+        assert row["ratio"] == pytest.approx(row["loops_per_s"] / rows[1]["loops_per_s"], 1e-3)
+        assert 0 < row["p50_ms"] <= row["p99_ms"] <= row["max_ms"], row
+        cpu = row["cpu_ms_per_loop"]
+        assert set(cpu) == {"bench", "workers", "mock_llm", "nats_server"}, row
+        assert cpu["bench"] > 0 and all(v >= 0 for v in cpu.values()), row
+        assert row["name"] in table
+    assert rows[0]["cpu_ms_per_loop"]["workers"] == 0  # no worker in the baseline
+    assert [r["exit_codes"] for r in rows[1:]] == [[0], [0, 0]]  # drained on SIGTERM
+    assert [len(r["each_worker_cpu_s"]) for r in rows] == [0, 1, 2]
+    assert all(0 <= r["drain_s"] < 15 for r in rows[1:])  # none needed a SIGKILL
+    assert section["problems"] == []
+    assert len(section["pids"]) == 1 + 1 + 2  # the mock LLM and each worker
+    assert f"why not linear: this machine has {section['cpus']} cores" in table
+    assert section["why"] in table
+
+
+def test_the_nats_benchmark_can_leave_the_workers_out() -> None:
+    binary = nats_server_binary()
+    command = [sys.executable, "scripts/bench/nats.py", "--messages", "50", "--requests", "5"]
+    command += ["--concurrent", "20", "--in-flight", "5", "--rounds", "1", "--timeout", "60"]
+    command += ["--skip-workers", "--json", "--nats-server", binary]
+    result = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = orjson.loads(result.stdout.strip().splitlines()[-1])
+    assert "workers" not in report and "agent loops/s" not in result.stdout
