@@ -318,7 +318,7 @@ class Subscription:
                             result = handler(payload, Context(bus, env, self))
                         else:
                             result = handler(payload)
-                        if is_async or inspect.isawaitable(result):
+                        if is_async or (result is not None and inspect.isawaitable(result)):
                             result = await result
                         if (
                             reply_type is not None
@@ -398,7 +398,7 @@ class Subscription:
                     result = handler(env.payload, Context(bus, env, self))
                 else:
                     result = handler(env.payload)
-                if self._is_async or inspect.isawaitable(result):
+                if self._is_async or (result is not None and inspect.isawaitable(result)):
                     result = await result
                 reply_type = self.topic.reply
                 if reply_type is not None and not isinstance(result, reply_type):
