@@ -29,6 +29,7 @@ from typing import Any
 
 from bus import Actor, Bus, HivebusError
 from bus.transport import is_nats_url
+from bus.transport._wire import _redact
 
 log = logging.getLogger("hivebus.worker")
 
@@ -121,7 +122,8 @@ async def run_worker(
     """Serve ``specs`` on the bus at ``transport`` until a signal; 0 after a clean drain."""
     if not is_nats_url(transport):
         raise WorkerError(
-            f"a worker serves a shared bus: --transport must be a NATS URL, got {transport!r}"
+            "a worker serves a shared bus: --transport must be a NATS URL, got "
+            f"{_redact(transport)!r}"
         )
     with _stopping() as stop:
         return await _serve_until(stop, transport, specs, name, drain_timeout, ready)
@@ -137,7 +139,7 @@ async def _serve_until(
 ) -> int:
     drained = True
     async with (
-        Bus(name, transport=transport) as bus,
+        Bus(name, transport=transport, close_timeout=drain_timeout) as bus,
         AsyncExitStack() as stack,  # (exits first: actors stop before the bus closes)
     ):
         served = [name for spec in specs for name in await serve(bus, spec, stack)]

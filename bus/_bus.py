@@ -417,6 +417,8 @@ class Bus(Core):
             if topic.is_pattern:
                 raise InvalidSubject(topic.subject, "a wildcard pattern is not published to")
             route = self._router.route(topic.subject)
+        if self._bridge is not None and self._bridge.carries(topic.subject):
+            return True  # (other processes may listen: only the server knows)
         return not route.silent
 
     async def add(self, actor: Actor) -> Actor:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import inspect
 import logging
 from typing import TYPE_CHECKING, Any
@@ -45,12 +46,17 @@ FETCH_EXPIRY = 1.0
 
 
 def stream_name(subject: str) -> str:
-    """``agent.*.inbox`` → ``HIVE_agent_STAR_inbox`` (stream names allow no dots)."""
-    return "HIVE_" + subject.replace(".", "_").replace("*", "STAR").replace(">", "REST")
+    """``agent.*.inbox`` → ``HIVE_agent_STAR_inbox_<hash>`` (stream names allow no dots;
+    the hash keeps ``a.b_c`` and ``a_b.c`` apart)."""
+    readable = subject.replace(".", "_").replace("*", "STAR").replace(">", "REST")
+    digest = hashlib.blake2s(subject.encode(), digest_size=4).hexdigest()
+    return f"HIVE_{readable}_{digest}"
 
 
-def consumer_name(sub: Subscription) -> str:
-    name = f"q_{sub.queue}" if sub.queue else f"s_{sub.name}"
+def consumer_name(sub: Subscription, process: str) -> str:
+    """A queue group's consumer is shared by its members everywhere; a plain
+    subscription's is its own (``process``: this bus's unique id prefix)."""
+    name = f"q_{sub.queue}" if sub.queue else f"s_{process}{sub.name}"
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
 
 
@@ -61,12 +67,14 @@ class Durable:
         self.bridge = bridge
         self.js: Any = None
         self.streams: set[str] = set()
-        self.held: dict[str, Any] = {}  # envelope id -> the JetStream message, until acked
+        # (subscription, envelope id) -> the JetStream message, until acknowledged
+        self.held: dict[tuple[Subscription, str], Any] = {}
         self.pullers: dict[Subscription, asyncio.Task[None]] = {}
         self.consumers: dict[Subscription, Any] = {}  # nats-py's pull subscriptions
         self.heartbeat: asyncio.Task[None] | None = None
         self.redelivered = 0
         self.given_up = 0
+        self.beat_every = 0.0
 
     async def stream(self, subject: str, durability: Durability) -> str:
         """The topic's stream, made (or brought to the topic's settings) once."""
@@ -108,8 +116,10 @@ class Durable:
             ack_wait=durability.ack_wait,
             max_deliver=durability.max_deliver,
             filter_subject=subject,
+            # a plain subscription's consumer goes when its process has (a group's stays)
+            inactive_threshold=None if sub.queue else max(3600.0, durability.ack_wait * 4),
         )
-        consumer = consumer_name(sub)
+        consumer = consumer_name(sub, self.bridge._core._id_prefix)
         # The server gives up on a message after max_deliver deliveries: it says so on an
         # advisory subject, and one member of the consumer dead-letters it here.
         await self.bridge._nc.subscribe(
@@ -123,8 +133,12 @@ class Durable:
         loop = asyncio.get_running_loop()
         self.consumers[sub] = puller
         self.pullers[sub] = loop.create_task(self._pull(sub, puller))
-        if self.heartbeat is None:
-            self.heartbeat = loop.create_task(self._beat(durability.ack_wait / 3))
+        every = durability.ack_wait / 3
+        if self.heartbeat is None or every < self.beat_every:  # the shortest ack_wait's
+            if self.heartbeat is not None:
+                self.heartbeat.cancel()
+            self.beat_every = every
+            self.heartbeat = loop.create_task(self._beat(every))
 
     async def _pull(self, sub: Subscription, puller: Any) -> None:
         import nats.errors
@@ -132,12 +146,15 @@ class Durable:
         bridge = self.bridge
         admit = bridge._admitter(sub, durable=self)
         while not sub._closed and bridge.receiving:
-            room = sub.maxsize - len(sub._buffer)
+            # (what it can start now and as much again: a burst is shared between members,
+            # not hoarded by the first to fetch)
+            ahead = 2 * sub.concurrency - sub.running - len(sub._buffer)
+            room = min(sub.maxsize - len(sub._buffer), ahead)
             if room <= 0 or not bridge._connected:
-                await asyncio.sleep(0.05)  # (a full buffer, or an outage: later)
+                await asyncio.sleep(0.005 if bridge._connected else 0.05)  # (later)
                 continue
             try:
-                messages = await puller.fetch(min(room, 64), timeout=FETCH_EXPIRY)
+                messages = await puller.fetch(room, timeout=FETCH_EXPIRY)
             except nats.errors.TimeoutError:
                 continue
             except nats.errors.Error as exc:  # an outage, say: retried
@@ -182,7 +199,6 @@ class Durable:
         bridge = self.bridge
 
         async def acked(payload: Any, ctx: Any) -> Any:
-            message = held.get(ctx.envelope.id)
             verdict = "ack"
             try:
                 result = handler(payload, ctx) if wants_ctx else handler(payload)
@@ -193,9 +209,9 @@ class Durable:
                 if not bridge._core._accepting:  # the bus is closing: another takes it now
                     verdict = "nak"
                 raise
-            finally:
+            finally:  # (the newest delivery: one that came again meanwhile is folded in)
+                message = held.pop((ctx.subscription, ctx.envelope.id), None)
                 if message is not None:
-                    del held[ctx.envelope.id]
                     bridge._command(verdict, message)
 
         sub._handler = acked

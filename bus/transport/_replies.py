@@ -4,27 +4,43 @@ no-responders status), flush markers coming back; and the decoding both sides sh
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from .._message import Envelope
-from .._request import PendingRequest
-from ..errors import NoResponders, RemoteError
+from .._request import PendingRequest, error_reply
+from .._routing import Route
+from .._stats import DeadLetterReason
+from ..errors import BufferFull, BusClosed, NoResponders, RemoteError
 from ._wire import _ERROR_DECODER, _NO_RESPONDERS, _PAYLOAD_ANY, _RAW_DECODER, _STATUS, Frame
 
 if TYPE_CHECKING:
     from .._core import Core
+    from .._subscription import Subscription
+    from ._durable import Durable
+
+log = logging.getLogger("hivebus.bus.nats")
 
 
 class ReplyReader:
-    """Mixed into :class:`~bus.transport.nats.NatsBridge`."""
+    """Mixed into :class:`~bus.transport.nats.NatsBridge`: what arrives from the server."""
 
     _core: Core
     _decoders: dict[type, msgspec.msgpack.Decoder[Any]]
     _reply_types: dict[str, type]  # correlation id -> the reply's type
     _markers: dict[str, asyncio.Future[None]]  # flush markers on their way
     _received: int
+    _errors: int
+
+    def _command(self, kind: str, arg: Any) -> None:
+        raise NotImplementedError
+
+    def send_reply(self, env: Envelope, payload: Any, sender: str, error: bool) -> None:
+        raise NotImplementedError
 
     def _decoder(self, kind: type) -> msgspec.msgpack.Decoder[Any]:
         decoder = self._decoders.get(kind)
@@ -98,3 +114,75 @@ class ReplyReader:
         self._core._replies += 1
         self._tap_reply(msg, frame, result)
         pending.future.set_result(result)
+
+    def _admitter(self, sub: Subscription, durable: Durable | None = None) -> Callable[[Any], Any]:
+        core = self._core
+        decoder = self._decoder(sub.topic.type)
+        counter = core._router._counter(sub.topic.subject)
+        route = Route((sub,), (), (), counter)  # where what arrives for ``sub`` goes
+
+        async def admit(msg: Any) -> None:
+            self._received += 1
+            try:
+                frame = decoder.decode(msg.data)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                self._refuse(sub, counter, msg)  # another type on a subject we match
+                if durable is not None:
+                    self._command("ack", msg)  # (dead-lettered: not to come back forever)
+                return
+            env = self._envelope(msg, frame, frame.payload)
+            if sub._closed:  # unsubscribed while this was on its way
+                if durable is not None:  # (another member takes it)
+                    self._command("nak", msg)  # (another member takes it)
+                    return
+                self._drop(sub, counter, env, "unsubscribed")
+                return
+            if durable is not None:
+                key = (sub, env.id)
+                if key in durable.held:  # delivered again while still ours: one handler
+                    durable.held[key] = msg  # (its ack, of the newest delivery, covers it)
+                    return
+                durable.held[key] = msg  # acknowledged when its handler is done
+                if sub._handler is None:  # a stream takes messages as they come: acked now
+                    self._command("ack", durable.held.pop(key))
+            blocked = core._enqueue(route, env, published=False)
+            pending = core._requests.get(env.correlation_id or "")
+            if pending is not None and env.reply_to is not None:
+                pending.queued += core._appended
+            if blocked is not None:  # block: this subscription's NATS queue waits too
+                # (error policy: counted and dead-lettered; or the bus is closing)
+                with contextlib.suppress(BufferFull, BusClosed):
+                    await core._overflow(blocked, pending)
+
+        return admit
+
+    def _drop(
+        self, sub: Subscription, counter: Any, env: Envelope, reason: DeadLetterReason
+    ) -> None:
+        """A delivery that arrived but is not handed over: counted and dead-lettered."""
+        counter.fanout += 1
+        sub.received += 1
+        sub.dropped += 1
+        self._core._dead_letter(sub, env, reason)
+
+    def _refuse(self, sub: Subscription, counter: Any, msg: Any) -> None:
+        """A message that does not decode as the subscription's type (as locally: never
+        handed over, dead-lettered, and a request answered with a TypeError)."""
+        try:
+            frame = _RAW_DECODER.decode(msg.data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            self._errors += 1  # not a hivebus frame at all: nothing to answer or keep
+            log.warning("a message on %s is not a hivebus frame; dropped", msg.subject)
+            return
+        try:
+            payload = _PAYLOAD_ANY.decode(frame.payload)
+        except msgspec.DecodeError:
+            payload = bytes(frame.payload)
+        env = self._envelope(msg, frame, payload)
+        got = frame.kind
+        if env.reply_to is not None:
+            error = TypeError(
+                f"subscription {sub.name!r} takes {sub.topic.type.__qualname__}, got {got}"
+            )
+            self.send_reply(env, error_reply(error), sub.name, error=True)
+        self._drop(sub, counter, env, "wrong_type")

@@ -83,6 +83,6 @@ def _redact(url: str) -> str:
     for one in url.split(","):
         scheme, sep, rest = one.strip().partition("://")
         if "@" in rest:
-            rest = "***@" + rest.split("@", 1)[1]
+            rest = "***@" + rest.rpartition("@")[2]
         shown.append(f"{scheme}{sep}{rest}")
     return ",".join(shown)

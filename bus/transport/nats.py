@@ -28,12 +28,11 @@ not be lost belong on JetStream (durable topics, not in this version).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import urllib.parse
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -42,14 +41,10 @@ import msgspec
 from .._message import Durability, Envelope
 from .._request import ErrorReply, error_reply
 from .._routing import Route
-from .._stats import DeadLetterReason
-from ..errors import BufferFull, BusClosed
 from ._durable import FETCH_EXPIRY, Durable
 from ._replies import ReplyReader
 from ._wire import (
     _ENCODER,
-    _PAYLOAD_ANY,
-    _RAW_DECODER,
     Frame,
     NatsStats,
     PayloadTooLarge,
@@ -67,6 +62,7 @@ log = logging.getLogger("hivebus.bus.nats")
 LOCAL_PREFIX = "_bus."  # subjects that never leave the process
 OUTBOX_HIGH = 8192  # commands queued for the server before publishers wait ...
 OUTBOX_LOW = 4096  # ... until the writer has brought them down to this
+CLOSE_GRACE = 5.0  # seconds closing waits for the writer, then for the client
 
 
 class NatsBridge(ReplyReader):
@@ -149,6 +145,7 @@ class NatsBridge(ReplyReader):
                     max_reconnect_attempts=-1,  # once up, an outage is waited out
                     reconnect_time_wait=self.reconnect_wait,
                     skip_subject_validation=True,  # (the bus validates every subject itself)
+                    flush_timeout=self.connect_timeout,  # (a frozen server: no endless wait)
                     error_cb=self._on_error,
                     disconnected_cb=self._on_disconnected,
                     reconnected_cb=self._on_reconnected,
@@ -194,8 +191,11 @@ class NatsBridge(ReplyReader):
         what they sent us: a marker published to our own inbox comes back after them.
         (Not nats-py's flush(): its PING overtakes publishes not yet written, and a flush
         cancelled while waiting for its PONG stops the client's read loop for good.)"""
-        if self._nc is None or not self._connected:
+        if self._nc is None:
             return
+        if not self._connected:  # an outage: wait for it to end (bounded), not spin
+            with anyio.fail_after(timeout):
+                await self._up.wait()
         self._flushes += 1
         token = f"{self._core._inbox}.f{self._flushes}"
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -243,13 +243,20 @@ class NatsBridge(ReplyReader):
         if writer is not None:
             with anyio.move_on_after(2):
                 await self.flush(2)
+            if self._outbox:  # (a server gone for good: said, not silently dropped)
+                log.error(
+                    "bus %r closed with %d commands never sent to NATS at %s",
+                    self._core.name,
+                    len(self._outbox),
+                    _redact(self.url),
+                )
             writer.cancel()
-            with anyio.CancelScope(shield=True):
-                await asyncio.gather(writer, return_exceptions=True)
+            await asyncio.wait([writer], timeout=CLOSE_GRACE)  # (nats-py may hold on)
         nc, self._nc = self._nc, None
         self._closing = True  # (the client reports its own close as a disconnection)
         if nc is not None:
-            await nc.close()
+            with anyio.move_on_after(CLOSE_GRACE, shield=True):
+                await nc.close()
         self._connected = False
 
     async def _on_error(self, exc: Exception) -> None:
@@ -339,16 +346,24 @@ class NatsBridge(ReplyReader):
                     if not arg._closed and self.receiving:
                         await self._durable.consume(arg)
                 else:  # unsub (a pull subscription's pending fetches end with it)
-                    handle = self._subs.pop(arg, None) or self._durable.consumers.pop(arg, None)
-                    if handle is not None:
-                        await handle.unsubscribe()
+                    core_handle = self._subs.get(arg)
+                    if core_handle is not None and not self.receiving:
+                        await self._leave(core_handle)  # what the server sent us: kept
+                    elif core_handle is not None:
+                        await core_handle.unsubscribe()
+                    self._subs.pop(arg, None)  # (after: idle() counts what it still holds)
+                    pull = self._durable.consumers.pop(arg, None)
+                    if pull is not None:
+                        await pull.unsubscribe()
             except Exception as exc:  # noqa: BLE001 - counted and logged; the writer goes on
                 if not self._connected and not self._closing:
                     continue  # the connection dropped under it: again once it is back
-                if kind == "jspub" and retries < 5:  # (the id dedupes a stored retry)
-                    retries += 1
-                    await asyncio.sleep(0.2 * retries)
+                if kind == "jspub" and retries * 0.5 < self.outage_timeout:
+                    retries += 1  # (the id dedupes a stored retry)
+                    await asyncio.sleep(0.5)
                     continue
+                if kind == "jspub":  # a durable message not stored: said loudly
+                    log.error("durable publish to %s not stored: %s", arg[0], exc)
                 self._errors += 1
                 log.warning("NATS %s failed: %s: %s", kind, type(exc).__name__, exc)
             outbox.popleft()
@@ -482,6 +497,10 @@ class NatsBridge(ReplyReader):
         puller = self._durable.pullers.pop(sub, None)
         if puller is not None:
             puller.cancel()
+            for env in sub._buffer:  # taken but never to be handled here: given back
+                message = self._durable.held.pop((sub, env.id), None)
+                if message is not None:
+                    self._command("nak", message)
         self._command("unsub", sub)
 
     def unsubscribe_all(self) -> None:
@@ -500,66 +519,21 @@ class NatsBridge(ReplyReader):
             pending_msgs_limit=self.pending_msgs_limit,
         )
 
-    def _admitter(self, sub: Subscription, durable: Durable | None = None) -> Callable[[Any], Any]:
-        core = self._core
-        decoder = self._decoder(sub.topic.type)
-        counter = core._router._counter(sub.topic.subject)
-        route = Route((sub,), (), (), counter)  # where what arrives for ``sub`` goes
-
-        async def admit(msg: Any) -> None:
-            self._received += 1
-            try:
-                frame = decoder.decode(msg.data)
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                self._refuse(sub, counter, msg)  # another type on a subject we match
-                return
-            env = self._envelope(msg, frame, frame.payload)
-            if sub._closed:  # unsubscribed while this was on its way
-                if durable is not None:
-                    self._command("nak", msg)  # (another member takes it)
-                    return
-                self._drop(sub, counter, env, "unsubscribed")
-                return
-            if durable is not None:
-                durable.held[env.id] = msg  # acknowledged when its handler is done
-            blocked = core._enqueue(route, env, published=False)
-            pending = core._requests.get(env.correlation_id or "")
-            if pending is not None and env.reply_to is not None:
-                pending.queued += core._appended
-            if blocked is not None:  # block: this subscription's NATS queue waits too
-                # (error policy: counted and dead-lettered; or the bus is closing)
-                with contextlib.suppress(BufferFull, BusClosed):
-                    await core._overflow(blocked, pending)
-
-        return admit
-
-    def _drop(
-        self, sub: Subscription, counter: Any, env: Envelope, reason: DeadLetterReason
-    ) -> None:
-        """A delivery that arrived but is not handed over: counted and dead-lettered."""
-        counter.fanout += 1
-        sub.received += 1
-        sub.dropped += 1
-        self._core._dead_letter(sub, env, reason)
-
-    def _refuse(self, sub: Subscription, counter: Any, msg: Any) -> None:
-        """A message that does not decode as the subscription's type (as locally: never
-        handed over, dead-lettered, and a request answered with a TypeError)."""
+    async def _leave(self, handle: Any) -> None:
+        """Unsubscribe without losing what the server routed to us before it took note:
+        UNSUB, then a marker through our inbox in order after it (nats-py's own drain()
+        flushes with a PING that can overtake its UNSUB), then let the client hand over
+        what it holds (drain: that UNSUB again is a no-op)."""
+        nc = self._nc
+        await nc._send_unsubscribe(handle._id)
+        self._flushes += 1
+        token = f"{self._core._inbox}.f{self._flushes}"
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._markers[token] = waiter
         try:
-            frame = _RAW_DECODER.decode(msg.data)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            self._errors += 1  # not a hivebus frame at all: nothing to answer or keep
-            log.warning("a message on %s is not a hivebus frame; dropped", msg.subject)
-            return
-        try:
-            payload = _PAYLOAD_ANY.decode(frame.payload)
-        except msgspec.DecodeError:
-            payload = bytes(frame.payload)
-        env = self._envelope(msg, frame, payload)
-        got = frame.kind
-        if env.reply_to is not None:
-            error = TypeError(
-                f"subscription {sub.name!r} takes {sub.topic.type.__qualname__}, got {got}"
-            )
-            self.send_reply(env, error_reply(error), sub.name, error=True)
-        self._drop(sub, counter, env, "wrong_type")
+            await nc.publish(token, b"")
+            with anyio.move_on_after(self.connect_timeout):
+                await waiter
+        finally:
+            self._markers.pop(token, None)
+        await handle.drain()

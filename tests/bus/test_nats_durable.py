@@ -192,3 +192,25 @@ async def test_a_message_past_max_deliver_is_dead_lettered(nats_server: NatsServ
         (letter,) = dead
         assert letter.reason == "max_deliveries" and letter.envelope.payload == {"n": 13}
         assert never == [] and last.transport_stats().given_up == 1  # type: ignore[union-attr]
+
+
+async def test_the_shortest_ack_wait_sets_the_beat(nats_server: NatsServer) -> None:
+    slow_topic = Topic("jobs.slowbeat", Job, reply=Done, durable=Durability(ack_wait=30))
+    quick_topic = Topic("jobs.quickbeat", Job, reply=Done, durable=Durability(ack_wait=0.6))
+    async with (
+        Bus("caller", transport=nats_server.url) as caller,
+        Bus("worker", transport=nats_server.url) as worker,
+    ):
+        calls: list[int] = []
+
+        async def slow(job: Job) -> Done:  # 3x the quick topic's ack_wait
+            calls.append(job.n)
+            await anyio.sleep(1.8)
+            return Done(n=job.n, by="w")
+
+        worker.subscribe(slow_topic, slow, queue="s")  # (its 10 s beat comes first)
+        worker.subscribe(quick_topic, slow, queue="q")
+        await worker.drain(5)
+        assert (await caller.request(quick_topic, Job(n=1), timeout=10)).n == 1
+        assert calls == [1]
+        assert worker.transport_stats().redelivered == 0  # type: ignore[union-attr]

@@ -341,3 +341,31 @@ async def test_a_list_of_servers_connects_to_one_that_answers(nats_server: NatsS
         stats = bus.transport_stats()
         assert stats is not None and stats.connected and stats.received == 1
         assert stats.url == f"nats://***@127.0.0.1:1,{nats_server.url}"
+
+
+async def test_a_draining_member_keeps_what_the_server_already_sent_it(
+    nats_server: NatsServer,
+) -> None:
+    async with pair(nats_server.url) as (left, right):
+        got: list[int] = []
+
+        async def slow(ping: Ping) -> None:
+            await anyio.sleep(0.001)
+            got.append(ping.n)
+
+        left.subscribe(PING, slow, queue="w", buffer=1)
+        right.subscribe(PING, slow, queue="w", buffer=1)
+        await settle(left, right)
+        for n in range(200):
+            await right.publish(PING, Ping(n=n))
+        left.stop_receiving()  # as a worker does on SIGTERM
+        await settle(left, right)
+        await settle(left, right)
+        assert sorted(got) == list(range(200))  # none lost in the hand-over
+
+
+def test_credentials_with_an_at_sign_are_still_hidden() -> None:
+    from bus.transport._wire import _redact
+
+    shown = _redact("nats://alice:s3cr@t@127.0.0.1:4222,nats://bob:pw@h:1")
+    assert shown == "nats://***@127.0.0.1:4222,nats://***@h:1"
