@@ -299,6 +299,8 @@ class Subscription:
                                 abandoned.pop(correlation_id, None)  # type: ignore[arg-type]
                             self.cancelled += 1
                             bus._settle()
+                            if bus._bridge is not None:  # (a durable copy: done with)
+                                bus._bridge.skipped(self, env)
                             continue
                 self.running += 1
                 if limiter is not None:

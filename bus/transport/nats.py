@@ -503,6 +503,13 @@ class NatsBridge(ReplyReader):
                     self._command("nak", message)
         self._command("unsub", sub)
 
+    def skipped(self, sub: Subscription, env: Envelope) -> None:
+        """``sub`` dropped ``env`` unhandled because its requester gave up: a durable
+        copy is acknowledged (nobody waits for it), not held until the bus closes."""
+        message = self._durable.held.pop((sub, env.id), None)
+        if message is not None:
+            self._command("ack", message)
+
     def unsubscribe_all(self) -> None:
         """Leave the server's subscriptions, in order after what was sent before."""
         self.receiving = False

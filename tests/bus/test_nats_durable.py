@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import functools
+
 import anyio
 import pytest
 
-from bus import DEAD_LETTERS, Bus, DeadLetter, Durability, Message, RemoteError, Topic
+from bus import (
+    DEAD_LETTERS,
+    Bus,
+    DeadLetter,
+    Durability,
+    Message,
+    RemoteError,
+    RequestTimeout,
+    Topic,
+)
 
 from ..nats_server import NatsServer
 
@@ -214,3 +225,26 @@ async def test_the_shortest_ack_wait_sets_the_beat(nats_server: NatsServer) -> N
         assert (await caller.request(quick_topic, Job(n=1), timeout=10)).n == 1
         assert calls == [1]
         assert worker.transport_stats().redelivered == 0  # type: ignore[union-attr]
+
+
+async def test_a_durable_copy_whose_requester_gave_up_is_acknowledged_not_held(
+    nats_server: NatsServer,
+) -> None:
+    async with Bus("both", transport=nats_server.url) as bus:
+        gate = anyio.Event()
+
+        async def busy(job: Job) -> Done:
+            await gate.wait()
+            return Done(n=job.n, by="busy")
+
+        bus.subscribe(JOBS, busy, queue="w")  # one at a time: the second waits its turn
+        await bus.drain(5)
+        async with anyio.create_task_group() as group:
+            group.start_soon(functools.partial(bus.request, JOBS, Job(n=1), timeout=10))
+            await anyio.sleep(0.3)
+            with pytest.raises(RequestTimeout):
+                await bus.request(JOBS, Job(n=2), timeout=0.5)  # given up while queued
+            gate.set()
+        await bus.drain(5)
+        assert bus._bridge is not None and bus._bridge._durable.held == {}
+        assert bus.stats().cancelled == 1  # the skipped copy
