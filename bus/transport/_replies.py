@@ -35,6 +35,7 @@ class ReplyReader:
     _markers: dict[str, asyncio.Future[None]]  # flush markers on their way
     _received: int
     _errors: int
+    _untyped: set[str]
 
     def _command(self, kind: str, arg: Any) -> None:
         raise NotImplementedError
@@ -131,6 +132,10 @@ class ReplyReader:
                     self._command("ack", msg)  # (dead-lettered: not to come back forever)
                 return
             env = self._envelope(msg, frame, frame.payload)
+            if frame.untyped and env.correlation_id is not None:
+                if len(self._untyped) > 65_536:  # (requests never answered: bounded)
+                    self._untyped.clear()
+                self._untyped.add(env.correlation_id)
             if sub._closed:  # unsubscribed while this was on its way
                 if durable is not None:  # (another member takes it)
                     self._command("nak", msg)  # (another member takes it)

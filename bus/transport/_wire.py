@@ -29,6 +29,7 @@ class Frame(msgspec.Struct, Generic[P], array_like=True, gc=False):
     headers: dict[str, str] | None
     payload: P
     reply_to: str | None = None  # (JetStream delivers with its ack subject as the reply)
+    untyped: bool = False  # a request on a topic with no reply type: any handler answers
 
 
 _ENCODER = msgspec.msgpack.Encoder()

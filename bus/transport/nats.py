@@ -97,6 +97,7 @@ class NatsBridge(ReplyReader):
         self._subs: dict[Subscription, Any] = {}  # ours -> nats-py's
         self._decoders: dict[type, msgspec.msgpack.Decoder[Any]] = {}
         self._reply_types: dict[str, type] = {}  # correlation id -> the reply's type
+        self._untyped: set[str] = set()  # requests received on topics with no reply type
         self._markers: dict[str, asyncio.Future[None]] = {}  # flush markers on their way
         self._flushes = 0
         self._sent = self._received = self._disconnects = self._reconnects = 0
@@ -393,6 +394,7 @@ class NatsBridge(ReplyReader):
                 headers=dict(env.headers) if env.headers else None,
                 payload=env.payload,
                 reply_to=env.reply_to,
+                untyped=env.reply_to is not None and reply_type is None and not error,
             ),
         )
         if reply_type is not None and env.correlation_id is not None:
@@ -453,8 +455,10 @@ class NatsBridge(ReplyReader):
     ) -> None:
         """Answer a request from another process. A subscriber with no reply type only
         watches: it does not answer."""
-        if sub.topic.reply is None and error is None:
-            return
+        untyped = self._untyped
+        if sub.topic.reply is None and error is None and env.correlation_id not in untyped:
+            return  # (a watcher's return value is no answer to a typed request)
+        untyped.discard(env.correlation_id)
         self._core._replies += 1
         if error is None:
             self.send_reply(env, result, sub.name, error=False)

@@ -369,3 +369,19 @@ def test_credentials_with_an_at_sign_are_still_hidden() -> None:
 
     shown = _redact("nats://alice:s3cr@t@127.0.0.1:4222,nats://bob:pw@h:1")
     assert shown == "nats://***@127.0.0.1:4222,nats://***@h:1"
+
+
+async def test_a_request_on_a_topic_with_no_reply_type_is_answered_across_processes(
+    nats_server: NatsServer,
+) -> None:
+    untyped = Topic("test.untyped", Ping)  # no reply type: the handler's value answers
+    async with pair(nats_server.url) as (left, right):
+        right.subscribe(untyped, lambda m: Ping(n=m.n + 1))
+        await settle(left, right)
+        assert await left.request(untyped, Ping(n=4), timeout=5) == {"n": 5}  # (untyped)
+        watched: list[Ping] = []
+        right.subscribe(Topic(">", Message), watched.append)  # a watcher of everything
+        await right.add(Doubler("doubler"))
+        await settle(left, right)
+        assert (await left.request(RPC, Ping(n=3), timeout=5)).n == 6  # not the watcher's
+        assert left.stats().late_replies == 0
