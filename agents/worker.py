@@ -75,7 +75,10 @@ async def serve(bus: Bus, spec: str, stack: AsyncExitStack) -> list[str]:
     else:
         actors = [made] if isinstance(made, Actor) else list(_actors(spec, made))
         for actor in actors:
-            await bus.add(actor)
+            try:
+                await bus.add(actor)
+            except (TypeError, ValueError, RuntimeError) as exc:  # a bad actor: said plainly
+                raise WorkerError(f"{spec!r}: cannot serve {actor.name!r}: {exc}") from None
     added = [actor.name for actor in bus.actors if actor.name not in before]
     if not added:
         raise WorkerError(f"{spec!r} put nothing on the bus: return actors, or add them")
@@ -101,6 +104,11 @@ def _stopping() -> Iterator[asyncio.Event]:
         if not stop.is_set():
             print(f"hivebus worker: {signum.name}, draining", file=sys.stderr, flush=True)
             stop.set()
+            return
+        # A second signal while draining: stop now (what was held is redelivered on
+        # durable topics; on the others it is lost, as the operator asked).
+        print(f"hivebus worker: {signum.name} again, exiting now", file=sys.stderr, flush=True)
+        os._exit(128 + signum)
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)

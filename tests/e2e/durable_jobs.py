@@ -36,3 +36,8 @@ class Jobs(Actor):
 
 def jobs(bus: Bus) -> Jobs:
     return Jobs("jobs")
+
+
+def nothing(bus: Bus) -> Actor:
+    """A worker factory gone wrong: an actor with no handlers."""
+    return Actor("idle")

@@ -110,6 +110,25 @@ def test_a_worker_refuses_what_it_cannot_serve() -> None:
             load_factory(spec)
 
 
+def test_a_factory_giving_an_actor_that_cannot_serve_is_one_clear_line(
+    nats_server: NatsServer,
+) -> None:
+    result = hivebus("worker", "tests.e2e.durable_jobs:nothing", "--transport", nats_server.url)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "hivebus worker: 'tests.e2e.durable_jobs:nothing': cannot serve 'idle': "
+        "actor 'idle' has no @handler methods"
+    ]
+
+
+def test_a_second_sigterm_while_draining_exits_at_once(nats_server: NatsServer) -> None:
+    with worker(nats_server.url, "tests.e2e.durable_jobs:jobs") as process:
+        process.send_signal(signal.SIGTERM)
+        process.send_signal(signal.SIGTERM)
+    assert process.returncode in (0, 128 + signal.SIGTERM)  # drained already, or forced
+    assert "Traceback" not in process.stderr_text  # type: ignore[attr-defined]
+
+
 def test_a_worker_needs_a_nats_transport() -> None:
     result = hivebus("worker", "agents.workers:memory", "--transport", "local")
     assert result.returncode == 1
