@@ -28,11 +28,12 @@ not be lost belong on JetStream (durable topics, not in this version).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import urllib.parse
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -197,16 +198,22 @@ class NatsBridge(ReplyReader):
         if not self._connected:  # an outage: wait for it to end (bounded), not spin
             with anyio.fail_after(timeout):
                 await self._up.wait()
-        self._flushes += 1
-        token = f"{self._core._inbox}.f{self._flushes}"
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._markers[token] = waiter
-        try:
+        with self._marker() as (token, waiter):
             self._outbox.append(("mark", token))  # (not counted as a command)
             assert self._wake is not None
             self._wake.set()
             with anyio.fail_after(timeout):
                 await waiter
+
+    @contextlib.contextmanager
+    def _marker(self) -> Iterator[tuple[str, asyncio.Future[None]]]:
+        """A subject of our inbox, and the future set when a message to it comes back."""
+        self._flushes += 1
+        token = f"{self._core._inbox}.f{self._flushes}"
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._markers[token] = waiter
+        try:
+            yield token, waiter
         finally:
             self._markers.pop(token, None)
 
@@ -537,14 +544,8 @@ class NatsBridge(ReplyReader):
         what it holds (drain: that UNSUB again is a no-op)."""
         nc = self._nc
         await nc._send_unsubscribe(handle._id)
-        self._flushes += 1
-        token = f"{self._core._inbox}.f{self._flushes}"
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._markers[token] = waiter
-        try:
+        with self._marker() as (token, waiter):
             await nc.publish(token, b"")
             with anyio.move_on_after(self.connect_timeout):
                 await waiter
-        finally:
-            self._markers.pop(token, None)
         await handle.drain()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import anyio
 import pytest
@@ -32,6 +34,13 @@ class Done(Message, frozen=True, kw_only=True):
     by: str
 
 
+@asynccontextmanager
+async def two(url: str, first: str, second: str) -> AsyncIterator[tuple[Bus, Bus]]:
+    """Two buses on one server, standing for two processes."""
+    async with Bus(first, transport=url) as a, Bus(second, transport=url) as b:
+        yield a, b
+
+
 JOBS = Topic("jobs.work", Job, reply=Done, durable=Durability(ack_wait=1.0, max_age=60))
 EVENTS = Topic("jobs.events", Job, durable=True)
 
@@ -39,10 +48,7 @@ EVENTS = Topic("jobs.events", Job, durable=True)
 async def test_a_request_sent_while_no_worker_is_up_is_answered_once_one_is(
     nats_server: NatsServer,
 ) -> None:
-    async with (
-        Bus("caller", transport=nats_server.url) as caller,
-        Bus("worker", transport=nats_server.url) as worker,
-    ):
+    async with two(nats_server.url, "caller", "worker") as (caller, worker):
         async with anyio.create_task_group() as group:
             replies: list[Done] = []
 
@@ -62,10 +68,7 @@ async def test_a_request_sent_while_no_worker_is_up_is_answered_once_one_is(
 async def test_every_durable_subscriber_gets_every_message_and_a_group_shares(
     nats_server: NatsServer,
 ) -> None:
-    async with (
-        Bus("pub", transport=nats_server.url) as pub,
-        Bus("sub", transport=nats_server.url) as sub,
-    ):
+    async with two(nats_server.url, "pub", "sub") as (pub, sub):
         seen: dict[str, list[int]] = {"a": [], "b": [], "g1": [], "g2": []}
         sub.subscribe(EVENTS, lambda m: seen["a"].append(m.n), name="a")
         sub.subscribe(EVENTS, lambda m: seen["b"].append(m.n), name="b")
@@ -85,10 +88,7 @@ async def test_every_durable_subscriber_gets_every_message_and_a_group_shares(
 async def test_a_handler_that_raises_is_answered_and_not_delivered_again(
     nats_server: NatsServer,
 ) -> None:
-    async with (
-        Bus("caller", transport=nats_server.url) as caller,
-        Bus("worker", transport=nats_server.url) as worker,
-    ):
+    async with two(nats_server.url, "caller", "worker") as (caller, worker):
         calls: list[int] = []
         dead: list[DeadLetter] = []
         worker.subscribe(DEAD_LETTERS, dead.append)
@@ -127,10 +127,7 @@ async def test_the_same_message_id_sent_twice_is_stored_once(nats_server: NatsSe
 async def test_a_handler_longer_than_ack_wait_is_not_delivered_twice(
     nats_server: NatsServer,
 ) -> None:
-    async with (
-        Bus("caller", transport=nats_server.url) as caller,
-        Bus("worker", transport=nats_server.url) as worker,
-    ):
+    async with two(nats_server.url, "caller", "worker") as (caller, worker):
         calls: list[int] = []
 
         async def slow(job: Job) -> Done:  # 2.5x the topic's ack_wait of 1 s
@@ -150,10 +147,7 @@ async def test_a_server_restart_mid_run_loses_nothing_durable(nats_server: NatsS
     # (messages the server had sent when it stopped, and we never got, come back after
     # ack_wait: a short one keeps the test short)
     events = Topic("jobs.restarted", Job, durable=Durability(ack_wait=1.0))
-    async with (
-        Bus("pub", transport=nats_server.url) as pub,
-        Bus("sub", transport=nats_server.url) as sub,
-    ):
+    async with two(nats_server.url, "pub", "sub") as (pub, sub):
         seen: set[int] = set()
         sub.subscribe(events, lambda m: seen.add(m.n), queue="keepers")
         await sub.drain(5)
@@ -208,10 +202,7 @@ async def test_a_message_past_max_deliver_is_dead_lettered(nats_server: NatsServ
 async def test_the_shortest_ack_wait_sets_the_beat(nats_server: NatsServer) -> None:
     slow_topic = Topic("jobs.slowbeat", Job, reply=Done, durable=Durability(ack_wait=30))
     quick_topic = Topic("jobs.quickbeat", Job, reply=Done, durable=Durability(ack_wait=0.6))
-    async with (
-        Bus("caller", transport=nats_server.url) as caller,
-        Bus("worker", transport=nats_server.url) as worker,
-    ):
+    async with two(nats_server.url, "caller", "worker") as (caller, worker):
         calls: list[int] = []
 
         async def slow(job: Job) -> Done:  # 3x the quick topic's ack_wait
