@@ -6,6 +6,7 @@ hivebus trace FILE [--agent NAME] [--subject PATTERN] [--json]
 hivebus trace diff A B [--json]             where two recorded runs first diverge
 hivebus mock-llm [options]                  serve the embedded mock LLM
 hivebus load [SCENARIO] [options]           load-test many concurrent agent loops, with a report
+hivebus monitor TRACE                       replay a recorded run in the web monitor
 
 This module only parses and dispatches; the work is in :mod:`agents.scenario`,
 :mod:`agents.live`, :mod:`agents.run_summary`, :mod:`agents.trace_view` and :mod:`agents.load`.
@@ -23,6 +24,7 @@ from importlib import metadata
 
 from bus import HivebusError, InvalidSubject
 
+from .cli_monitor import MonitorThread, add_monitor_arguments, add_monitor_command, monitor_token
 from .cli_run import RunOptions, run_scenario
 from .llm.mock import add_arguments as add_mock_arguments
 from .llm.mock import serve_args
@@ -45,6 +47,8 @@ examples:
   hivebus trace diff before.jsonl after.jsonl
   hivebus mock-llm --port 8000
   hivebus load --loops 2000 --concurrency 500 --latency 50ms --faults 429:0.05
+  hivebus run team.py --monitor=8765      ...and watch it in the browser at 127.0.0.1:8765
+  hivebus monitor .hivebus/runs/team-20250101-120000.jsonl
 
 `hivebus COMMAND --help` describes each command and its options."""
 
@@ -132,6 +136,7 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--debug", action="store_true", help="print the traceback when the scenario fails"
     )
     add_transport_arguments(run, remote=True)
+    add_monitor_arguments(run)
     run.set_defaults(run=_run, script_args=[])
     run.epilog = (
         "Arguments after `--` are the script's own (its sys.argv[1:]): "
@@ -218,8 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_load_arguments(load)
     add_transport_arguments(load, remote=False)
+    add_monitor_arguments(load)
     load.set_defaults(run=_load)
     _add_worker(commands)
+    add_monitor_command(commands)
     load_mock = commands.add_parser("_load-mock")  # hivebus load's own mock process: no help
     add_mock_arguments(load_mock)
     load_mock.set_defaults(run=_load_mock)
@@ -309,8 +316,17 @@ def _load(args: argparse.Namespace) -> int:
     _transport_environment(args)
     options = LoadOptions.from_args(args)
     try:
-        with asyncio.Runner(loop_factory=loop_factory(options.uvloop)) as runner:
-            return runner.run(load_main(options))
+        with contextlib.ExitStack() as stack:
+            if args.monitor is not None:
+                token = monitor_token(args.monitor_host)
+                monitor = MonitorThread(
+                    host=args.monitor_host, port=args.monitor, token=token, title="hivebus load"
+                )
+                stack.enter_context(monitor)
+                stack.enter_context(monitor.observing())
+                print(f"hivebus load: monitor at {monitor.url}", file=sys.stderr, flush=True)
+            with asyncio.Runner(loop_factory=loop_factory(options.uvloop)) as runner:
+                return runner.run(load_main(options))
     except KeyboardInterrupt:
         print("hivebus load: interrupted", file=sys.stderr)
         return 130

@@ -1,0 +1,321 @@
+"""The live side of the monitor: taps on buses, a bounded budget, and one bounded queue per page.
+
+The tap costs the bus one C-level ``deque.append`` per envelope and nothing else; every
+``tick`` seconds the hub takes what came, turns at most ``budget`` messages per second into
+records (the rest are counted as *sampled out*: the exact counters still come from the bus
+itself), feeds them to a :class:`~agents.monitor.state.MonitorState`, encodes them once,
+and offers the frame to every connected page. A page that reads too slowly has a queue
+that fills up to ``client_bytes``; frames past that are dropped for that page alone and
+counted, so a stalled browser never slows the bus or the other pages.
+
+The hub may live on another event loop (another thread) than the buses it watches, as under
+``hivebus run``: the tap is thread-safe, and the counters are read on each bus's own loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from typing import Any
+
+import msgspec
+import orjson
+
+from bus import Bus, Envelope, Tap
+from bus.trace import to_record
+
+from ..llm.gateway import LLMGateway
+from .state import MonitorState, model_row
+
+log = logging.getLogger("hivebus.monitor")
+
+FRAME_RECORDS = 100  # records per frame, so that one frame stays well under a page's bound
+SUBSCRIPTIONS_SHOWN = 50
+STATS_TIMEOUT = 0.5  # seconds to wait for a bus's loop to hand over its counters
+
+
+def sse(event: str, data: bytes) -> bytes:
+    """One Server-Sent Events frame (``data`` is one line of JSON)."""
+    return b"event: " + event.encode() + b"\ndata: " + data + b"\n\n"
+
+
+class Client:
+    """One connected page: a queue of frames bounded in bytes, and what it missed."""
+
+    __slots__ = ("dropped", "frames", "max_bytes", "size", "wake")
+
+    def __init__(self, max_bytes: int) -> None:
+        self.frames: deque[bytes] = deque()
+        self.size = 0
+        self.max_bytes = max_bytes
+        self.dropped = 0  # messages in frames dropped because this page fell behind
+        self.wake = asyncio.Event()
+
+    def offer(self, frame: bytes, messages: int = 0) -> bool:
+        """Queue ``frame``; when the queue is full, drop it and count its messages."""
+        if self.size + len(frame) > self.max_bytes:
+            self.dropped += messages
+            return False
+        self.frames.append(frame)
+        self.size += len(frame)
+        self.wake.set()
+        return True
+
+    def take(self) -> list[bytes]:
+        frames = list(self.frames)
+        self.frames.clear()
+        self.size = 0
+        self.wake.clear()
+        return frames
+
+
+class _Watched:
+    __slots__ = ("bus", "loop", "stats", "tap")
+
+    def __init__(self, bus: Bus, loop: asyncio.AbstractEventLoop | None, tap: Tap) -> None:
+        self.bus = bus
+        self.loop = loop
+        self.tap = tap
+        self.stats: dict[str, Any] | None = None  # the last counters read
+
+
+class MonitorHub:
+    """Watches buses and feeds pages (see the module's docstring)."""
+
+    def __init__(
+        self,
+        *,
+        budget: int = 20_000,
+        tick: float = 0.1,
+        keep: int = 5000,
+        client_bytes: int = 8 << 20,
+    ) -> None:
+        if budget < 1 or tick <= 0:
+            raise ValueError("the monitor's budget must be >= 1 message/s and its tick > 0 s")
+        self.budget = budget
+        self.tick_seconds = tick
+        self.client_bytes = client_bytes
+        self.state = MonitorState(keep=keep)
+        self.clients: set[Client] = set()
+        self.seen = 0  # every envelope the taps saw
+        self.sampled_out = 0  # ... of which not shown: over the budget
+        self._pending: deque[Envelope] = deque()
+        self._watched: list[_Watched] = []
+        self._seen_at: deque[tuple[float, int]] = deque(maxlen=64)  # (time, seen) per second
+        self._subject_counts: deque[tuple[float, dict[str, int]]] = deque(maxlen=8)
+
+    # -- buses ---------------------------------------------------------------------------------
+
+    def attach(self, bus: Bus) -> None:
+        """Watch ``bus`` from now on (call it on the bus's own loop, or before it runs)."""
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        tap = bus.tap(">", self._pending.append)
+        self._watched.append(_Watched(bus, loop, tap))
+
+    def detach_all(self) -> None:
+        for watched in self._watched:
+            watched.tap.close()
+
+    @property
+    def bus_names(self) -> list[str]:
+        return [w.bus.name for w in self._watched]
+
+    # -- the tick ------------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Take what the taps saw, turn what the budget allows into records, offer them."""
+        pending = self._pending
+        n = len(pending)
+        if not n:
+            return
+        allowed = max(1, int(self.budget * self.tick_seconds))
+        records = []
+        feed = self.state.feed
+        for i in range(n):
+            env = pending.popleft()
+            if i < allowed:
+                records.append(feed(to_record(env)))
+        self.seen += n
+        self.sampled_out += max(0, n - allowed)
+        if not self.clients:
+            return
+        for start in range(0, len(records), FRAME_RECORDS):
+            chunk = records[start : start + FRAME_RECORDS]
+            body = orjson.dumps(chunk, default=repr)
+            for client in self.clients:
+                client.offer(self._records_frame(body, client), len(chunk))
+
+    def _records_frame(self, body: bytes, client: Client) -> bytes:
+        tail = f',"dropped":{client.dropped},"sampled_out":{self.sampled_out}}}'.encode()
+        return sse("records", b'{"records":' + body + tail)
+
+    def connect(self) -> Client:
+        """A new page: it gets the kept records at once, then every frame from the next tick."""
+        client = Client(self.client_bytes)
+        kept = list(self.state.records)
+        for start in range(0, len(kept), FRAME_RECORDS):
+            body = orjson.dumps(kept[start : start + FRAME_RECORDS], default=repr)
+            client.offer(self._records_frame(body, client))
+        self.clients.add(client)
+        return client
+
+    def disconnect(self, client: Client) -> None:
+        self.clients.discard(client)
+
+    # -- snapshots -----------------------------------------------------------------------------
+
+    async def snapshot(self, client: Client | None = None) -> dict[str, Any]:
+        """The page's snapshot: the records' view, with the buses' exact counters over it."""
+        now = time.time()
+        snap = self.state.snapshot(now)
+        for watched in self._watched:
+            watched.stats = await self._read_stats(watched) or watched.stats
+        live = [w.stats for w in self._watched if w.stats is not None]
+        if live:
+            snap["bus"] = self._bus_view(live, now, snap["bus"])
+            gateways = [g for stats in live for g in stats["gateways"]]
+            if gateways:
+                snap["gateway"] = _gateway_view(gateways, snap["gateway"])
+        snap["monitor"] = {
+            "dropped": client.dropped if client is not None else 0,
+            "sampled_out": self.sampled_out,
+            "seen": self.seen,
+        }
+        return snap
+
+    async def _read_stats(self, watched: _Watched) -> dict[str, Any] | None:
+        loop = watched.loop
+        try:
+            running = asyncio.get_running_loop()
+            if loop is None or loop is running:
+                return _collect(watched.bus)
+            if loop.is_closed():
+                return None
+            future = asyncio.run_coroutine_threadsafe(_collect_async(watched.bus), loop)
+            return await asyncio.wait_for(asyncio.wrap_future(future), STATS_TIMEOUT)
+        except (RuntimeError, TimeoutError):  # its loop has stopped, or is too busy to answer
+            return None
+
+    def _bus_view(
+        self, live: list[dict[str, Any]], now: float, seen: dict[str, Any]
+    ) -> dict[str, Any]:
+        counts: dict[str, int] = {}
+        for stats in live:
+            for subject, published in stats["subjects"].items():
+                counts[subject] = counts.get(subject, 0) + published
+        self._subject_counts.append((now, counts))
+        then, before = self._subject_counts[0]
+        span = now - then
+        rates = {s: (c - before.get(s, 0)) / span if span > 0 else 0.0 for s, c in counts.items()}
+        ordered = sorted(counts, key=lambda s: (-rates[s], -counts[s]))
+        subjects = [{"subject": s, "count": counts[s], "rate": rates[s]} for s in ordered]
+        subscriptions = sorted(
+            (sub for stats in live for sub in stats["subscriptions"]),
+            key=lambda s: (-(s["pending"] / max(1, s["buffer"])), -s["dropped"]),
+        )[:SUBSCRIPTIONS_SHOWN]
+
+        def total(key: str) -> int:
+            return sum(int(stats[key]) for stats in live)
+
+        self._seen_at.append((now, self.seen))
+        first_at, first_seen = next(
+            ((t, s) for t, s in self._seen_at if now - t <= 5.5), self._seen_at[-1]
+        )
+        rate = (self.seen - first_seen) / (now - first_at) if now > first_at else seen["rate"]
+        return {
+            "messages": self.seen,
+            "rate": rate,
+            "subjects": subjects[:200],
+            "subscriptions": subscriptions,
+            "dropped": total("dropped"),
+            "failed": total("failed"),
+            "dead_lettered": total("dead_lettered"),
+            "in_flight": total("in_flight"),
+        }
+
+
+def _collect(bus: Bus) -> dict[str, Any]:
+    """A bus's counters as plain data (read on the bus's own loop)."""
+    stats = bus.stats()
+    subscriptions = [
+        {
+            "name": s.name,
+            "pattern": s.pattern,
+            "pending": s.pending,
+            "buffer": s.buffer,
+            "running": s.running,
+            "dropped": s.dropped,
+            "failed": s.failed,
+        }
+        for s in stats.subscriptions
+        if not s.pattern.startswith("_INBOX.")
+    ]
+    gateways = [msgspec.to_builtins(a.stats()) for a in bus.actors if isinstance(a, LLMGateway)]
+    return {
+        "subjects": {s: c.published for s, c in stats.subjects.items()},
+        "subscriptions": subscriptions,
+        "dropped": stats.dropped,
+        "failed": stats.failed,
+        "dead_lettered": stats.dead_lettered,
+        "in_flight": stats.in_flight,
+        "gateways": gateways,
+    }
+
+
+async def _collect_async(bus: Bus) -> dict[str, Any]:
+    return _collect(bus)
+
+
+def _gateway_view(gateways: list[dict[str, Any]], seen: dict[str, Any] | None) -> dict[str, Any]:
+    """The gateways' own counters (exact: retries, queue), with latency and rate from the
+    records (the gateway keeps no latency distribution)."""
+
+    def total(key: str) -> int:
+        return sum(int(g[key]) for g in gateways)
+
+    retries: dict[str, int] = {}
+    failures: dict[str, int] = {}
+    models: dict[str, dict[str, Any]] = {}
+    for g in gateways:
+        for cause, n in g["retries"].items():
+            retries[cause] = retries.get(cause, 0) + n
+        for cause, n in g["failures"].items():
+            failures[cause] = failures.get(cause, 0) + n
+        for model, usage in g["by_model"].items():
+            row = models.setdefault(model, model_row(model))
+            for key in ("calls", "prompt_tokens", "completion_tokens", "cost"):
+                row[key] += usage[key]
+    return {
+        "in_flight": total("in_flight"),
+        "queued": total("queued"),
+        "calls": total("calls"),
+        "succeeded": total("succeeded"),
+        "failed": total("failed"),
+        "rate": seen["rate"] if seen else 0.0,
+        "latency_ms": seen["latency_ms"] if seen else None,
+        "retries": retries,
+        "failures": failures,
+        "models": sorted(models.values(), key=lambda m: -m["calls"]),
+    }
+
+
+async def run_ticks(hub: MonitorHub) -> None:
+    """Tick the hub until cancelled; a failing tick is logged, never fatal to the program."""
+    try:
+        while True:
+            await asyncio.sleep(hub.tick_seconds)
+            _safe_tick(hub)
+    finally:  # what came since the last tick still reaches the state (and a replay's trace)
+        _safe_tick(hub)
+
+
+def _safe_tick(hub: MonitorHub) -> None:
+    try:
+        hub.tick()
+    except Exception:
+        log.exception("the monitor's tick failed")
