@@ -159,7 +159,7 @@ class Core:
             headers=headers,
         )
         sub = route.single
-        if sub is not None:  # one plain subscriber, no taps: the common case, inlined
+        if sub is not None:  # one plain subscriber: the common case, inlined
             buffer = sub._buffer
             size = len(buffer)
             if size < sub.maxsize:
@@ -175,6 +175,8 @@ class Core:
                     sub._wake_worker()
                 elif sub.workers < sub.max_workers:
                     self._add_worker(sub)
+                if route.taps:
+                    self._run_taps(route.taps, env)
                 return None
         return self._enqueue(route, env)
 
@@ -338,12 +340,21 @@ class Core:
             raise BufferFull(env.subject, refused[0].name, refused[0].maxsize)
 
     def _run_taps(self, taps: tuple[TapCallback, ...], env: Envelope) -> None:
-        for tap in taps:
-            try:
+        try:
+            for tap in taps:
                 tap(env)
-            except Exception:
-                self._tap_errors += 1
-                log.exception("tap %r failed on %s", tap, env.subject)
+        except Exception as error:  # noqa: BLE001 - counted and logged there
+            self._tap_failed(taps, tap, env, error)
+
+    def _tap_failed(
+        self, taps: tuple[TapCallback, ...], tap: TapCallback, env: Envelope, error: Exception
+    ) -> None:
+        """Count and log ``tap``'s failure on ``env``, then run the taps after it."""
+        self._tap_errors += 1
+        log.error("tap %r failed on %s", tap, env.subject, exc_info=error)
+        rest = taps[taps.index(tap) + 1 :]
+        if rest:
+            self._run_taps(rest, env)
 
     async def _request(
         self,

@@ -75,8 +75,9 @@ class Route:
         self.groups = groups
         self.taps = taps
         self.counter = counter
-        # The one plain subscriber when there is nothing else to do (publish's fast path).
-        self.single = subs[0] if len(subs) == 1 and not groups and not taps else None
+        # The one plain subscriber, when there is no queue group (publish's fast path; it
+        # runs the taps, if any, after the append).
+        self.single = subs[0] if len(subs) == 1 and not groups else None
         self.silent = not subs and not groups and not taps  # a publish here reaches no one
         # The only handler a request here can reach, if exactly one (request's fast path).
         direct = None

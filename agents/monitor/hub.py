@@ -1,9 +1,15 @@
 """The live side of the monitor: taps on buses, a bounded budget, and one bounded queue per page.
 
-The tap costs the bus one C-level ``deque.append`` per envelope and nothing else; every
-``tick`` seconds the hub takes what came, turns at most ``budget`` messages per second into
-records (the rest are counted as *sampled out*: the exact counters still come from the bus
-itself), feeds them to a :class:`~agents.monitor.state.MonitorState`, encodes them once,
+The tap costs the bus one C-level ``deque.append`` per envelope and nothing else (the deque
+is bounded: under a flood it keeps the newest, and nothing piles up between ticks); every
+``tick`` seconds the hub takes what came and turns what its budget allows into records (a
+token bucket: ``budget`` messages a second, bursts of up to ``burst``, so a whole scenario
+of a few thousand messages is shown in full while a load test is sampled). The rest are
+counted as *sampled out*: the exact counters still come from the bus itself. When the
+buses outrun the budget, the hub also samples in time: it takes its taps off for up to
+``MAX_DARK`` seconds, in proportion to the excess, so that a flood of messages costs the bus
+almost nothing for being watched. It feeds
+them to a :class:`~agents.monitor.state.MonitorState`, encodes them once,
 and offers the frame to every connected page. A page that reads too slowly has a queue
 that fills up to ``client_bytes``; frames past that are dropped for that page alone and
 counted, so a stalled browser never slows the bus or the other pages.
@@ -18,13 +24,15 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 import orjson
 
-from bus import Bus, Envelope, Tap
+from bus import Bus, BusStats, Envelope, Tap
 from bus.trace import to_record
+from bus.transport import NatsStats
 
 from ..llm.gateway import LLMGateway
 from .state import MonitorState, model_row
@@ -33,6 +41,7 @@ log = logging.getLogger("hivebus.monitor")
 
 FRAME_RECORDS = 100  # records per frame, so that one frame stays well under a page's bound
 SUBSCRIPTIONS_SHOWN = 50
+MAX_DARK = 1.0  # seconds: the longest the taps stay off while the buses outrun the budget
 STATS_TIMEOUT = 0.5  # seconds to wait for a bus's loop to hand over its counters
 
 
@@ -72,13 +81,37 @@ class Client:
 
 
 class _Watched:
-    __slots__ = ("bus", "loop", "stats", "tap")
+    """One bus the hub watches: its loop, its tap (None while the hub is dark), its counters.
+    The tap is added and removed on the bus's own loop (the router is not thread-safe)."""
 
-    def __init__(self, bus: Bus, loop: asyncio.AbstractEventLoop | None, tap: Tap) -> None:
+    __slots__ = ("baseline", "bus", "closed", "loop", "sink", "stats", "tap")
+
+    def __init__(
+        self, bus: Bus, loop: asyncio.AbstractEventLoop | None, sink: Callable[[Envelope], Any]
+    ) -> None:
         self.bus = bus
         self.loop = loop
-        self.tap = tap
+        self.sink = sink
+        self.closed = False
+        self.baseline = _tapped(bus)  # what its tap would have seen before it was added
+        self.tap: Tap | None = bus.tap(">", sink)
         self.stats: dict[str, Any] | None = None  # the last counters read
+
+    def on_its_loop(self, action: Callable[[], None]) -> None:
+        loop = self.loop
+        if loop is None or loop.is_closed() or loop is _running_loop():
+            action()  # (a finished bus's loop runs nothing any more: do it here)
+        else:
+            loop.call_soon_threadsafe(action)
+
+    def untap(self) -> None:
+        if self.tap is not None:
+            self.tap.close()
+            self.tap = None
+
+    def retap(self) -> None:
+        if self.tap is None and not self.closed:
+            self.tap = self.bus.tap(">", self.sink)
 
 
 class MonitorHub:
@@ -87,7 +120,8 @@ class MonitorHub:
     def __init__(
         self,
         *,
-        budget: int = 20_000,
+        budget: int = 1000,
+        burst: int = 5000,
         tick: float = 0.1,
         keep: int = 5000,
         client_bytes: int = 8 << 20,
@@ -95,13 +129,19 @@ class MonitorHub:
         if budget < 1 or tick <= 0:
             raise ValueError("the monitor's budget must be >= 1 message/s and its tick > 0 s")
         self.budget = budget
+        self.burst = max(burst, int(budget * tick), 1)
+        self._allowance = float(self.burst)  # records the bucket holds now
+        self._ticked = time.monotonic()
         self.tick_seconds = tick
         self.client_bytes = client_bytes
         self.state = MonitorState(keep=keep)
         self.clients: set[Client] = set()
-        self.seen = 0  # every envelope the taps saw
-        self.sampled_out = 0  # ... of which not shown: over the budget
-        self._pending: deque[Envelope] = deque()
+        self.seen = 0  # every envelope the taps saw (exact as of the last snapshot)
+        self.shown = 0  # ... of which turned into records
+        self.sampled_out = 0  # ... and the others: over the budget
+        self._taken = 0  # what the ticks took from the taps (a lower bound of seen)
+        self.dark_until = 0.0  # while overloaded, the taps are off until then (monotonic)
+        self._pending: deque[Envelope] = deque(maxlen=self.burst)
         self._watched: list[_Watched] = []
         self._seen_at: deque[tuple[float, int]] = deque(maxlen=64)  # (time, seen) per second
         self._subject_counts: deque[tuple[float, dict[str, int]]] = deque(maxlen=8)
@@ -110,16 +150,12 @@ class MonitorHub:
 
     def attach(self, bus: Bus) -> None:
         """Watch ``bus`` from now on (call it on the bus's own loop, or before it runs)."""
-        try:
-            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
-        tap = bus.tap(">", self._pending.append)
-        self._watched.append(_Watched(bus, loop, tap))
+        self._watched.append(_Watched(bus, _running_loop(), self._pending.append))
 
     def detach_all(self) -> None:
         for watched in self._watched:
-            watched.tap.close()
+            watched.closed = True
+            watched.on_its_loop(watched.untap)
 
     @property
     def bus_names(self) -> list[str]:
@@ -131,17 +167,27 @@ class MonitorHub:
         """Take what the taps saw, turn what the budget allows into records, offer them."""
         pending = self._pending
         n = len(pending)
+        now = time.monotonic()
+        if self.dark_until and now >= self.dark_until:
+            self.dark_until = 0.0
+            for watched in self._watched:
+                watched.on_its_loop(watched.retap)
+        allowance = min(self.burst, self._allowance + (now - self._ticked) * self.budget)
+        self._ticked = now
         if not n:
+            self._allowance = allowance
             return
-        allowed = max(1, int(self.budget * self.tick_seconds))
-        records = []
+        take = min(n, int(allowance))
+        self._allowance = allowance - take
+        for _ in range(n - take):  # over the budget: the oldest go (a live view wants the newest)
+            pending.popleft()
         feed = self.state.feed
-        for i in range(n):
-            env = pending.popleft()
-            if i < allowed:
-                records.append(feed(to_record(env)))
-        self.seen += n
-        self.sampled_out += max(0, n - allowed)
+        records = [feed(to_record(pending.popleft())) for _ in range(take)]
+        self._taken += n
+        self.shown += take
+        self._count(self._taken)
+        if n > take:  # flooded: sample in time too, so that the taps cost the bus ~nothing
+            self._go_dark(min(MAX_DARK, self.tick_seconds * (n - take) / max(take, 1)), now)
         if not self.clients:
             return
         for start in range(0, len(records), FRAME_RECORDS):
@@ -149,6 +195,18 @@ class MonitorHub:
             body = orjson.dumps(chunk, default=repr)
             for client in self.clients:
                 client.offer(self._records_frame(body, client), len(chunk))
+
+    def _go_dark(self, seconds: float, now: float) -> None:
+        """Take the taps off for ``seconds`` (the buses' counters stay exact meanwhile)."""
+        if seconds < self.tick_seconds or self.dark_until:
+            return
+        self.dark_until = now + seconds
+        for watched in self._watched:
+            watched.on_its_loop(watched.untap)
+
+    def _count(self, seen: int) -> None:
+        self.seen = max(self.seen, seen)
+        self.sampled_out = self.seen - self.shown
 
     def _records_frame(self, body: bytes, client: Client) -> bytes:
         tail = f',"dropped":{client.dropped},"sampled_out":{self.sampled_out}}}'.encode()
@@ -176,6 +234,8 @@ class MonitorHub:
         for watched in self._watched:
             watched.stats = await self._read_stats(watched) or watched.stats
         live = [w.stats for w in self._watched if w.stats is not None]
+        if len(live) == len(self._watched):  # the buses' own count: what the taps saw
+            self._count(sum(w.stats["tapped"] - w.baseline for w in self._watched))  # type: ignore[index]
         if live:
             snap["bus"] = self._bus_view(live, now, snap["bus"])
             gateways = [g for stats in live for g in stats["gateways"]]
@@ -239,9 +299,27 @@ class MonitorHub:
         }
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _tapped(bus: Bus) -> int:
+    """How many envelopes a tap on ">" has seen on ``bus`` since it started: every publish
+    (requests and dead letters too), every reply, and what came from the NATS server."""
+    return _tapped_of(bus.stats(), bus.transport_stats())
+
+
+def _tapped_of(stats: BusStats, transport: NatsStats | None) -> int:
+    return stats.published + stats.replies + (transport.received if transport else 0)
+
+
 def _collect(bus: Bus) -> dict[str, Any]:
     """A bus's counters as plain data (read on the bus's own loop)."""
     stats = bus.stats()
+    transport = bus.transport_stats()
     subscriptions = [
         {
             "name": s.name,
@@ -257,6 +335,7 @@ def _collect(bus: Bus) -> dict[str, Any]:
     ]
     gateways = [msgspec.to_builtins(a.stats()) for a in bus.actors if isinstance(a, LLMGateway)]
     return {
+        "tapped": _tapped_of(stats, transport),
         "subjects": {s: c.published for s, c in stats.subjects.items()},
         "subscriptions": subscriptions,
         "dropped": stats.dropped,

@@ -298,12 +298,12 @@ class MonitorServer:
             headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
         )
         response.headers["Cache-Control"] = "no-store"
-        await response.prepare(request)
         task = asyncio.current_task()
         assert task is not None
         self._streams.add(task)
-        client = hub.connect()
+        client = hub.connect()  # (before the headers go: a page that has them is counted)
         try:
+            await response.prepare(request)
             while True:
                 snap = {**await self._live_snapshot(), "mode": "live"}
                 snap["monitor"] = {**snap["monitor"], "dropped": client.dropped}
@@ -329,7 +329,8 @@ async def serve_monitor(
     port: int = 0,
     token: str | None = None,
     title: str | None = None,
-    budget: int = 20_000,
+    budget: int = 1000,
+    burst: int = 5000,
 ) -> MonitorServer:
     """Serve the monitor of ``buses`` (on this event loop) and return the running server:
 
@@ -338,11 +339,11 @@ async def serve_monitor(
         ...
         await monitor.close()          # or: async with await serve_monitor(bus) as monitor:
 
-    ``budget`` is the most messages a second it turns into records for the page (beyond it
-    they are counted, not shown; the counters stay exact). Attach more buses with
-    ``monitor.hub.attach(bus)``.
+    ``budget`` is how many messages a second it turns into records for the page, in bursts
+    of up to ``burst`` (beyond that they are counted, not shown; the counters stay exact).
+    Attach more buses with ``monitor.hub.attach(bus)``.
     """
-    hub = MonitorHub(budget=budget)
+    hub = MonitorHub(budget=budget, burst=burst)
     for bus in buses:
         hub.attach(bus)
     name = title or (", ".join(bus.name for bus in buses) if buses else "hivebus")

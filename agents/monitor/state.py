@@ -447,7 +447,7 @@ class MonitorState:
 
 def passes(rec: Rec, agent: str | None, subject: str | None, conversation: str | None) -> bool:
     """Whether ``rec`` passes the page's filters (each optional)."""
-    if agent and rec["agent"] != agent and rec["from"] != agent and rec["to"] != agent:
+    if agent and rec["agent"] != agent:
         return False
     if conversation and rec["conversation"] != conversation:
         return False

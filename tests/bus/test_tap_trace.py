@@ -58,6 +58,32 @@ async def test_a_failing_tap_is_counted_and_does_not_break_publishing(bus: Bus) 
     assert bus.stats().tap_errors == 1
 
 
+async def test_the_taps_after_a_failing_one_still_see_every_message(bus: Bus) -> None:
+    """A single subscriber takes publish's fast path, which runs the taps too."""
+    calls: list[str] = []
+
+    def first(env: Envelope) -> None:
+        calls.append("first")
+
+    def broken(env: Envelope) -> None:
+        calls.append("broken")
+        raise RuntimeError("tap bug")
+
+    def last(env: Envelope) -> None:
+        calls.append("last")
+
+    for tap in (first, broken, last):
+        bus.tap("test.ping", tap)
+    seen: list[int] = []
+    bus.subscribe(PING, lambda m: seen.append(m.n))
+    for n in range(3):
+        await bus.publish(PING, Ping(n=n))
+    await bus.drain()
+    assert seen == [0, 1, 2]
+    assert calls == ["first", "broken", "last"] * 3  # each once, in order, for each message
+    assert bus.stats().tap_errors == 3
+
+
 class Secretive(Message, frozen=True, kw_only=True):
     api_key: str
     nested: dict[str, str]

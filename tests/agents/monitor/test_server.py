@@ -161,19 +161,56 @@ async def test_a_page_that_never_reads_loses_frames_not_the_bus() -> None:
 
 
 async def test_over_its_budget_it_samples_and_says_so() -> None:
+    """A burst up to ``burst`` is shown whole; past it, ``budget`` records a second."""
     async with Bus("busy") as bus:
         bus.subscribe(NOTES, lambda note: None)
-        hub = MonitorHub(budget=100, tick=0.1)  # 10 records a tick
+        hub = MonitorHub(budget=100, burst=50, tick=0.1)
         hub.attach(bus)
         async with MonitorServer(hub=hub) as monitor, aiohttp.ClientSession() as http:
+            for n in range(40):  # within the burst: every one
+                bus.publish_nowait(NOTES, Note(n=n))
+            await anyio.sleep(0.15)
+            assert (hub.seen, hub.sampled_out) == (40, 0)
             for n in range(500):
                 bus.publish_nowait(NOTES, Note(n=n))
             await anyio.sleep(0.35)
             snap = (await get(http, monitor.url + "api/snapshot"))[1]
-    assert hub.seen == 500
-    assert hub.sampled_out == 490 and len(hub.state.records) == 10
-    assert snap["monitor"]["sampled_out"] == 490
-    assert {s["subject"]: s["count"] for s in snap["bus"]["subjects"]}["notes.posted"] == 500
+    assert hub.seen == 540
+    shown = len(hub.state.records)
+    # what was left of the burst (~10) and then about 100/s for the ~0.1 s until the tick
+    assert 40 + 5 <= shown <= 40 + 40 and hub.sampled_out == 540 - shown
+    assert snap["monitor"]["sampled_out"] == hub.sampled_out
+    assert {s["subject"]: s["count"] for s in snap["bus"]["subjects"]}["notes.posted"] == 540
+
+
+async def test_flooded_it_takes_its_taps_off_for_a_while_and_counts_exactly() -> None:
+    """Past its budget it samples in time: the taps are off for a while (the bus pays
+    nothing for being watched), then back; the counters stay exact all along."""
+    async with Bus("flood") as bus:
+        bus.subscribe(NOTES, lambda note: None)
+        hub = MonitorHub(budget=100, burst=10, tick=0.1)
+        hub.attach(bus)
+        (watched,) = hub._watched
+        for n in range(200):
+            bus.publish_nowait(NOTES, Note(n=n))
+        hub.tick()  # 10 shown of the 10 the bounded sink kept (the burst)
+        assert hub.shown == 10 and watched.tap is not None
+        for n in range(200):
+            bus.publish_nowait(NOTES, Note(n=n))
+        await anyio.sleep(0.05)
+        hub.tick()  # ~5 allowed of 10: dark for up to a second, in proportion
+        assert watched.tap is None and hub.dark_until > 0
+        for n in range(50):  # unseen by the monitor, but counted by the bus
+            bus.publish_nowait(NOTES, Note(n=n))
+        assert len(hub._pending) == 0
+        with anyio.fail_after(3):
+            while hub.dark_until:
+                await anyio.sleep(0.05)
+                hub.tick()
+        assert watched.tap is not None  # back on
+        snap = await hub.snapshot()
+    assert snap["monitor"]["seen"] == 450 == hub.shown + hub.sampled_out
+    assert {s["subject"]: s["count"] for s in snap["bus"]["subjects"]}["notes.posted"] == 450
 
 
 async def test_the_replay_api(tmp_path: Path) -> None:
