@@ -112,6 +112,7 @@ async def test_a_live_run_in_the_browser(page: Any, tmp_path: Path) -> None:
                 await _filter_and_click(page)
                 gateway = await page.text_content("#gateway") or ""
                 assert "gpt-4o-mini" in gateway
+                await _pause_holds_new_messages(page, runtime)
             finally:
                 await monitor.close()
     await _replay(page, tmp_path / "run.jsonl")
@@ -156,6 +157,19 @@ async def _filter_and_click(page: Any) -> None:
     assert "Loop forever" in detail  # the task, at the root of the chain
     await shot(page, "monitor-filtered.png")
     await page.select_option("#filter-agent", "")
+
+
+async def _pause_holds_new_messages(page: Any, runtime: Any) -> None:
+    before = await page.locator("#flow .msg").count()
+    await page.click("#pause")
+    await runtime.ask("researcher", "How many bees in the north hive, again?")
+    await page.wait_for_function(
+        "() => /Resume \\(\\d+/.test(document.querySelector('#pause').textContent)",
+        timeout=WAIT_MS,
+    )  # it counts what came, and draws none of it
+    assert await page.locator("#flow .msg").count() == before
+    await page.click("#pause")
+    await _wait_count(page, "#flow .msg", at_least=before + 10)
 
 
 async def _replay(page: Any, trace: Path) -> None:
