@@ -118,7 +118,10 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     checks: list[dict[str, object]] = []
     figures: dict[str, object] = {}
     with mock_server(None) as url:
-        await raw_client(url, 500, 50)  # warm both sides up
+        # warm up the server and both clients (first calls, decoders, the allocator's
+        # arenas): each figure below is a steady state, measured the same way for both
+        await raw_client(url, 2000, 100)
+        await gateway(url, 2000, 100, cap=100)
         for concurrency in (100, 1000):
             # alternate raw and gateway rounds; the median of each damps a noisy machine
             raws, mines = [], []
