@@ -98,7 +98,9 @@ class MonitorThread:
 
     @contextlib.contextmanager
     def observing(self) -> Iterator[None]:
-        """Watch every bus started inside the block (by the run, in any thread or loop)."""
+        """Watch every bus started inside the block: by code it calls, and by the tasks and
+        event loops (``asyncio.run``) that code starts (a context, not the process: see
+        :func:`bus.observe_buses`)."""
         with observe_buses(self.hub.attach):
             yield
 

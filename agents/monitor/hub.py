@@ -21,6 +21,7 @@ The hub may live on another event loop (another thread) than the buses it watche
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import time
 from collections import deque
@@ -35,11 +36,13 @@ from bus.trace import to_record
 from bus.transport import NatsStats
 
 from ..llm.gateway import LLMGateway
-from .state import MonitorState, model_row
+from .state import MonitorState, Rec, model_row
 
 log = logging.getLogger("hivebus.monitor")
 
-FRAME_RECORDS = 100  # records per frame, so that one frame stays well under a page's bound
+FRAME_BYTES = 256 << 10  # about the most one frame holds: well under a page's bound
+RECORD_BYTES = 64 << 10  # a record bigger than this is sent without its payload
+SLICE_SECONDS = 0.004  # the longest the monitor holds the loop making records at a time
 SUBSCRIPTIONS_SHOWN = 50
 MAX_DARK = 1.0  # seconds: the longest the taps stay off while the buses outrun the budget
 STATS_TIMEOUT = 0.5  # seconds to wait for a bus's loop to hand over its counters
@@ -87,7 +90,7 @@ class _Watched:
     __slots__ = ("baseline", "bus", "closed", "loop", "sink", "stats", "tap")
 
     def __init__(
-        self, bus: Bus, loop: asyncio.AbstractEventLoop | None, sink: Callable[[Envelope], Any]
+        self, bus: Bus, loop: asyncio.AbstractEventLoop, sink: Callable[[Envelope], Any]
     ) -> None:
         self.bus = bus
         self.loop = loop
@@ -97,12 +100,19 @@ class _Watched:
         self.tap: Tap | None = bus.tap(">", sink)
         self.stats: dict[str, Any] | None = None  # the last counters read
 
+    def here(self) -> bool:
+        """Whether touching the bus from here is safe: its loop is this thread's, or it is
+        not running (a finished script's loop runs nothing any more)."""
+        return self.loop is _running_loop() or not self.loop.is_running()
+
     def on_its_loop(self, action: Callable[[], None]) -> None:
-        loop = self.loop
-        if loop is None or loop.is_closed() or loop is _running_loop():
-            action()  # (a finished bus's loop runs nothing any more: do it here)
-        else:
-            loop.call_soon_threadsafe(action)
+        if self.here():
+            action()
+            return
+        try:
+            self.loop.call_soon_threadsafe(action)
+        except RuntimeError:  # it closed just now
+            action()
 
     def untap(self) -> None:
         if self.tap is not None:
@@ -149,8 +159,12 @@ class MonitorHub:
     # -- buses ---------------------------------------------------------------------------------
 
     def attach(self, bus: Bus) -> None:
-        """Watch ``bus`` from now on (call it on the bus's own loop, or before it runs)."""
-        self._watched.append(_Watched(bus, _running_loop(), self._pending.append))
+        """Watch ``bus`` from now on. Call it on the bus's own event loop: its tap is added
+        and removed there, and its counters read there."""
+        loop = _running_loop()
+        if loop is None:
+            raise RuntimeError(f"attach bus {bus.name!r} to the monitor from its event loop")
+        self._watched.append(_Watched(bus, loop, self._pending.append))
 
     def detach_all(self) -> None:
         for watched in self._watched:
@@ -163,8 +177,10 @@ class MonitorHub:
 
     # -- the tick ------------------------------------------------------------------------------
 
-    def tick(self) -> None:
-        """Take what the taps saw, turn what the budget allows into records, offer them."""
+    async def tick(self) -> None:
+        """Take what the taps saw, turn what the budget allows into records, offer them.
+        The records are made in slices, with the loop free between them (the watched bus
+        may share this loop)."""
         pending = self._pending
         n = len(pending)
         now = time.monotonic()
@@ -181,20 +197,34 @@ class MonitorHub:
         self._allowance = allowance - take
         for _ in range(n - take):  # over the budget: the oldest go (a live view wants the newest)
             pending.popleft()
-        feed = self.state.feed
-        records = [feed(to_record(pending.popleft())) for _ in range(take)]
+        envelopes = [pending.popleft() for _ in range(take)]
         self._taken += n
-        self.shown += take
         self._count(self._taken)
         if n > take:  # flooded: sample in time too, so that the taps cost the bus ~nothing
             self._go_dark(min(MAX_DARK, self.tick_seconds * (n - take) / max(take, 1)), now)
-        if not self.clients:
+        records: list[Rec] = []
+        feed = self.state.feed
+        began = time.perf_counter()
+        for env in envelopes:
+            try:
+                records.append(feed(to_record(env)))
+            except Exception:  # one odd message is not shown; the others are
+                log.exception("the monitor could not show %s on %s", env.id, env.subject)
+            if time.perf_counter() - began > SLICE_SECONDS:  # let the loop (the bus) run
+                self._offer(records)
+                records = []
+                await asyncio.sleep(0)
+                began = time.perf_counter()
+        self._offer(records)
+
+    def _offer(self, records: list[Rec]) -> None:
+        self.shown += len(records)
+        self._count(self.seen)
+        if not self.clients or not records:
             return
-        for start in range(0, len(records), FRAME_RECORDS):
-            chunk = records[start : start + FRAME_RECORDS]
-            body = orjson.dumps(chunk, default=repr)
+        for body, count in _frames([_encoded(rec) for rec in records]):
             for client in self.clients:
-                client.offer(self._records_frame(body, client), len(chunk))
+                client.offer(self._records_frame(body, client), count)
 
     def _go_dark(self, seconds: float, now: float) -> None:
         """Take the taps off for ``seconds`` (the buses' counters stay exact meanwhile)."""
@@ -213,11 +243,19 @@ class MonitorHub:
         return sse("records", b'{"records":' + body + tail)
 
     def connect(self) -> Client:
-        """A new page: it gets the kept records at once, then every frame from the next tick."""
+        """A new page: it gets the newest kept records at once (as many as half its queue
+        holds), then every frame from the next tick."""
         client = Client(self.client_bytes)
-        kept = list(self.state.records)
-        for start in range(0, len(kept), FRAME_RECORDS):
-            body = orjson.dumps(kept[start : start + FRAME_RECORDS], default=repr)
+        backlog: list[bytes] = []
+        size = 0
+        for rec in reversed(self.state.records):
+            data = _encoded(rec)
+            size += len(data)
+            if size > self.client_bytes // 2:
+                break
+            backlog.append(data)
+        backlog.reverse()
+        for body, _count in _frames(backlog):
             client.offer(self._records_frame(body, client))
         self.clients.add(client)
         return client
@@ -231,11 +269,13 @@ class MonitorHub:
         """The page's snapshot: the records' view, with the buses' exact counters over it."""
         now = time.time()
         snap = self.state.snapshot(now)
-        for watched in self._watched:
-            watched.stats = await self._read_stats(watched) or watched.stats
-        live = [w.stats for w in self._watched if w.stats is not None]
-        if len(live) == len(self._watched):  # the buses' own count: what the taps saw
-            self._count(sum(w.stats["tapped"] - w.baseline for w in self._watched))  # type: ignore[index]
+        watched = list(self._watched)  # (a bus may be attached meanwhile)
+        read = await asyncio.gather(*(_read_stats(w) for w in watched))
+        for w, stats in zip(watched, read, strict=True):
+            w.stats = stats or w.stats
+        if all(w.stats is not None for w in watched):  # the buses' own count of what was seen
+            self._count(sum(w.stats["tapped"] - w.baseline for w in watched if w.stats))
+        live = [w.stats for w in watched if w.stats is not None]
         if live:
             snap["bus"] = self._bus_view(live, now, snap["bus"])
             gateways = [g for stats in live for g in stats["gateways"]]
@@ -247,19 +287,6 @@ class MonitorHub:
             "seen": self.seen,
         }
         return snap
-
-    async def _read_stats(self, watched: _Watched) -> dict[str, Any] | None:
-        loop = watched.loop
-        try:
-            running = asyncio.get_running_loop()
-            if loop is None or loop is running:
-                return _collect(watched.bus)
-            if loop.is_closed():
-                return None
-            future = asyncio.run_coroutine_threadsafe(_collect_async(watched.bus), loop)
-            return await asyncio.wait_for(asyncio.wrap_future(future), STATS_TIMEOUT)
-        except (RuntimeError, TimeoutError):  # its loop has stopped, or is too busy to answer
-            return None
 
     def _bus_view(
         self, live: list[dict[str, Any]], now: float, seen: dict[str, Any]
@@ -297,6 +324,32 @@ class MonitorHub:
             "dead_lettered": total("dead_lettered"),
             "in_flight": total("in_flight"),
         }
+
+
+def _encoded(rec: Rec) -> bytes:
+    """A record as the page gets it: one whose payload is too big for a frame has it left
+    out (``"truncated": true``); the page loads it from ``/api/message/ID`` when opened."""
+    data = orjson.dumps(rec, default=repr)
+    if len(data) > RECORD_BYTES:
+        note = f"({len(data):,} bytes: shown when the message is opened)"
+        data = orjson.dumps({**rec, "payload": note, "truncated": True}, default=repr)
+    return data
+
+
+def _frames(records: list[bytes]) -> list[tuple[bytes, int]]:
+    """Encoded records as JSON arrays of at most about ``FRAME_BYTES``, each with its count."""
+    frames: list[tuple[bytes, int]] = []
+    chunk: list[bytes] = []
+    size = 0
+    for data in records:
+        if chunk and size + len(data) > FRAME_BYTES:
+            frames.append((b"[" + b",".join(chunk) + b"]", len(chunk)))
+            chunk, size = [], 0
+        chunk.append(data)
+        size += len(data) + 1
+    if chunk:
+        frames.append((b"[" + b",".join(chunk) + b"]", len(chunk)))
+    return frames
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -346,8 +399,28 @@ def _collect(bus: Bus) -> dict[str, Any]:
     }
 
 
-async def _collect_async(bus: Bus) -> dict[str, Any]:
-    return _collect(bus)
+async def _read_stats(watched: _Watched) -> dict[str, Any] | None:
+    """A bus's counters, read on its own loop when that runs in another thread (None when
+    it does not answer within ``STATS_TIMEOUT``: busy, or closing under us)."""
+    if watched.here():
+        return _collect(watched.bus)
+    done: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
+
+    def collect() -> None:
+        if done.set_running_or_notify_cancel():  # (not if the reader gave up already)
+            try:
+                done.set_result(_collect(watched.bus))
+            except Exception as error:  # noqa: BLE001 - handed to the reader, raised there
+                done.set_exception(error)
+
+    try:
+        watched.loop.call_soon_threadsafe(collect)
+    except RuntimeError:  # its loop closed just now: nothing runs there any more
+        return _collect(watched.bus)
+    try:
+        return await asyncio.wait_for(asyncio.wrap_future(done), STATS_TIMEOUT)
+    except TimeoutError:
+        return None
 
 
 def _gateway_view(gateways: list[dict[str, Any]], seen: dict[str, Any] | None) -> dict[str, Any]:
@@ -388,13 +461,13 @@ async def run_ticks(hub: MonitorHub) -> None:
     try:
         while True:
             await asyncio.sleep(hub.tick_seconds)
-            _safe_tick(hub)
-    finally:  # what came since the last tick still reaches the state (and a replay's trace)
-        _safe_tick(hub)
+            await _safe_tick(hub)
+    finally:  # what came since the last tick still reaches the state
+        await _safe_tick(hub)
 
 
-def _safe_tick(hub: MonitorHub) -> None:
+async def _safe_tick(hub: MonitorHub) -> None:
     try:
-        hub.tick()
+        await hub.tick()
     except Exception:
         log.exception("the monitor's tick failed")

@@ -10,7 +10,8 @@ Routes (all ``GET``; JSON unless said):
 - ``/api/snapshot?at=T``: the page's snapshot (replay: the state at time ``T``);
 - ``/api/records?until=T&limit=N&agent=&subject=&conversation=``: the last ``N`` records
   up to ``T`` that pass the filters, and how many pass;
-- ``/api/message/ID``: one record, its causation chain (root first) and its replies.
+- ``/api/message/ID?at=T``: one record, its causation chain (root first) and its replies
+  (replay: as kept at time ``T``, where the page's slider is).
 
 It binds to 127.0.0.1 by default. Binding anywhere else requires a token, which every
 request must then carry (``?token=`` or ``Authorization: Bearer``); without a token, only
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
@@ -57,6 +59,14 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def _hostname(host: str) -> str:
+    """The name in a ``Host`` header: ``[::1]:8080`` -> ``::1``, ``localhost:80`` ->
+    ``localhost``, ``[::1]`` -> ``::1``."""
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0]
 
 
 def page() -> bytes:
@@ -95,12 +105,15 @@ def _float(request: web.Request, name: str) -> float | None:
     if value in (None, ""):
         return None
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
         raise web.HTTPBadRequest(
             text=orjson.dumps({"error": f"{name}={value!r}: expected a number"}).decode(),
             content_type="application/json",
-        ) from None
+        )
+    return number
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -162,7 +175,7 @@ class MonitorServer:
         app = web.Application(middlewares=[self._guard])
         app.router.add_get("/", self._page)
         app.router.add_get("/api/info", self._info)
-        app.router.add_get("/api/stream", self._stream)
+        app.router.add_get("/api/stream", self._stream, allow_head=False)
         app.router.add_get("/api/snapshot", self._snapshot_view)
         app.router.add_get("/api/records", self._records)
         app.router.add_get("/api/message/{id}", self._message)
@@ -221,9 +234,11 @@ class MonitorServer:
             auth = request.headers.get("Authorization", "")
             if auth.startswith("Bearer "):
                 given = auth[7:]
-            if not hmac.compare_digest(given.encode(), self._token.encode()):
+            # (surrogateescape: a header that is not UTF-8 is a wrong token, not a crash)
+            given_bytes = given.encode("utf-8", "surrogateescape")
+            if not hmac.compare_digest(given_bytes, self._token.encode()):
                 return _json({"error": "this monitor needs its token (?token=...)"}, 401)
-        elif not is_loopback((request.host or "").rsplit(":", 1)[0]):
+        elif not is_loopback(_hostname(request.host or "")):
             return _json({"error": "this monitor answers only to a loopback Host"}, 403)
         response = await handler(request)
         response.headers.setdefault("Cache-Control", "no-store")
@@ -237,7 +252,7 @@ class MonitorServer:
         response = web.Response(body=page(), content_type="text/html", charset="utf-8")
         response.headers["Content-Security-Policy"] = (
             "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-            "img-src 'self' data:; connect-src 'self'"
+            "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'"
         )
         return response
 
@@ -285,7 +300,7 @@ class MonitorServer:
         return _json({"records": records, "total": total})
 
     async def _message(self, request: web.Request) -> web.Response:
-        found = self._state(None).message(request.match_info["id"])
+        found = self._state(_float(request, "at")).message(request.match_info["id"])
         if found is None:
             return _json({"error": "no such message (or no longer kept)"}, 404)
         return _json(found)

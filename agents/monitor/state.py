@@ -19,14 +19,14 @@ from typing import Any
 from bus import matches
 from bus.trace import TraceRecord, visible
 
-from ..describe import actor, agent_of_subject, describe, is_error, target, tokens_of
+from ..describe import actor, agent_of_subject, describe, is_error, target
 
 Rec = dict[str, Any]
 
 RATE_WINDOW = 5.0  # seconds: messages/s and calls/s are averaged over this
 LATENCIES_KEPT = 2048
 DEAD_LETTERS_KEPT = 100
-OPEN_REQUESTS_KEPT = 100_000  # a request never answered is forgotten past this many
+OPEN_REQUESTS_KEPT = 20_000  # a request never answered is forgotten past this many
 CONVERSATIONS_KEPT = 200_000
 
 
@@ -40,6 +40,14 @@ _COUNTED_FROM_REPLIES = frozenset({"failed", "tool_answered", "llm_answered"})
 
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+def _num(value: Any) -> float:
+    """A number from a payload, or 0 for anything else (a service's own reply may carry a
+    field of the same name and another type)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    return 0
 
 
 class _Agent:
@@ -139,9 +147,9 @@ class _Gateway:
         row = self.models.setdefault(model, model_row(model))
         usage = _dict(payload.get("usage"))
         row["calls"] += 1
-        row["prompt_tokens"] += int(usage.get("prompt_tokens") or 0)
-        row["completion_tokens"] += int(usage.get("completion_tokens") or 0)
-        row["cost"] += float(payload.get("cost") or 0.0)
+        row["prompt_tokens"] += int(_num(usage.get("prompt_tokens")))
+        row["completion_tokens"] += int(_num(usage.get("completion_tokens")))
+        row["cost"] += float(_num(payload.get("cost")))
 
     def row(self, now: float, in_flight: int) -> dict[str, Any]:
         ordered = sorted(self.latencies)
@@ -207,7 +215,8 @@ class MonitorState:
         self.dead_lettered = 0
         self.first: float | None = None
         self.last = 0.0
-        self._open: OrderedDict[str, tuple[Rec, float]] = OrderedDict()  # request id -> (rec, t)
+        # open request id -> (its subject, lanes, agent and conversation; when it was sent)
+        self._open: OrderedDict[str, tuple[Rec, float]] = OrderedDict()
         self._conversations: OrderedDict[str, str] = OrderedDict()  # message id -> conversation
 
     # -- feeding -----------------------------------------------------------------------------
@@ -231,8 +240,9 @@ class MonitorState:
         )
         rec = self._wire(record, request[0] if request else None)
         self._keep(rec)
-        if record.kind == "request":
-            self._open[record.id] = (rec, at)
+        if record.kind == "request":  # (what a reply needs of it: not its payload)
+            asked = {k: rec[k] for k in ("subject", "from", "to", "agent", "conversation")}
+            self._open[record.id] = (asked, at)
             if len(self._open) > OPEN_REQUESTS_KEPT:
                 self._open.popitem(last=False)
         self._account(record, rec, request)
@@ -336,8 +346,8 @@ class MonitorState:
         if caller is not None and kind is not None:
             caller.flying[kind] = max(0, caller.flying[kind] - 1)
             if kind == "thinking" and not rec["error"]:
-                caller.tokens += tokens_of(payload)
-                caller.cost += float(payload.get("cost") or 0.0)
+                caller.tokens += int(_num(_dict(payload.get("usage")).get("total_tokens")))
+                caller.cost += float(_num(payload.get("cost")))
             caller.errors += rec["error"]
             caller.settle(at)
         inbox = agent_of_subject(asked["subject"])
@@ -349,7 +359,9 @@ class MonitorState:
                 agent.state, agent.since = "failed", at
             elif not agent.active:
                 agent.state, agent.since = "done", at
-            agent.counted_steps += int(payload.get("steps") or 0)
+            if not agent.active:  # nothing of its can still be in flight
+                agent.flying = dict.fromkeys(agent.flying, 0)
+            agent.counted_steps += int(_num(payload.get("steps")))
             agent.steps = max(agent.steps, agent.counted_steps)
             agent.last = rec["summary"]
             agent.settle(at)

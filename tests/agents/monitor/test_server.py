@@ -193,12 +193,12 @@ async def test_flooded_it_takes_its_taps_off_for_a_while_and_counts_exactly() ->
         (watched,) = hub._watched
         for n in range(200):
             bus.publish_nowait(NOTES, Note(n=n))
-        hub.tick()  # 10 shown of the 10 the bounded sink kept (the burst)
+        await hub.tick()  # 10 shown of the 10 the bounded sink kept (the burst)
         assert hub.shown == 10 and watched.tap is not None
         for n in range(200):
             bus.publish_nowait(NOTES, Note(n=n))
         await anyio.sleep(0.05)
-        hub.tick()  # ~5 allowed of 10: dark for up to a second, in proportion
+        await hub.tick()  # ~5 allowed of 10: dark for up to a second, in proportion
         assert watched.tap is None and hub.dark_until > 0
         for n in range(50):  # unseen by the monitor, but counted by the bus
             bus.publish_nowait(NOTES, Note(n=n))
@@ -206,7 +206,7 @@ async def test_flooded_it_takes_its_taps_off_for_a_while_and_counts_exactly() ->
         with anyio.fail_after(3):
             while hub.dark_until:
                 await anyio.sleep(0.05)
-                hub.tick()
+                await hub.tick()
         assert watched.tap is not None  # back on
         snap = await hub.snapshot()
     assert snap["monitor"]["seen"] == 450 == hub.shown + hub.sampled_out
