@@ -340,21 +340,12 @@ class Core:
             raise BufferFull(env.subject, refused[0].name, refused[0].maxsize)
 
     def _run_taps(self, taps: tuple[TapCallback, ...], env: Envelope) -> None:
-        try:
-            for tap in taps:
+        for tap in taps:
+            try:
                 tap(env)
-        except Exception as error:  # noqa: BLE001 - counted and logged there
-            self._tap_failed(taps, tap, env, error)
-
-    def _tap_failed(
-        self, taps: tuple[TapCallback, ...], tap: TapCallback, env: Envelope, error: Exception
-    ) -> None:
-        """Count and log ``tap``'s failure on ``env``, then run the taps after it."""
-        self._tap_errors += 1
-        log.error("tap %r failed on %s", tap, env.subject, exc_info=error)
-        rest = taps[taps.index(tap) + 1 :]
-        if rest:
-            self._run_taps(rest, env)
+            except Exception:
+                self._tap_errors += 1
+                log.exception("tap %r failed on %s", tap, env.subject)
 
     async def _request(
         self,

@@ -34,6 +34,7 @@ class ReplyReader:
     _reply_types: dict[str, type]  # correlation id -> the reply's type
     _markers: dict[str, asyncio.Future[None]]  # flush markers on their way
     _received: int
+    _admitting: int
     _errors: int
     _untyped: set[str]
 
@@ -155,9 +156,12 @@ class ReplyReader:
             if pending is not None and env.reply_to is not None:
                 pending.queued += core._appended
             if blocked is not None:  # block: this subscription's NATS queue waits too
-                # (error policy: counted and dead-lettered; or the bus is closing)
-                with contextlib.suppress(BufferFull, BusClosed):
-                    await core._overflow(blocked, pending)
+                self._admitting += 1  # (taken from nats-py, not yet in the bus: not idle)
+                try:  # (error policy: counted and dead-lettered; or the bus is closing)
+                    with contextlib.suppress(BufferFull, BusClosed):
+                        await core._overflow(blocked, pending)
+                finally:
+                    self._admitting -= 1
 
         return admit
 

@@ -103,6 +103,7 @@ class NatsBridge(ReplyReader):
         self._flushes = 0
         self._sent = self._received = self._disconnects = self._reconnects = 0
         self._slow = self._errors = self._too_large = 0
+        self._admitting = 0  # arrivals waiting for room in a full buffer (not yet in the bus)
         self._connected = False
         self._closing = False
         self.commands = 0  # every command ever queued (drain compares it across a flush)
@@ -240,7 +241,9 @@ class NatsBridge(ReplyReader):
 
     def idle(self) -> bool:
         """Nothing waiting to be sent, nor received and not yet admitted."""
-        return not self._outbox and not any(s.pending_msgs for s in self._subs.values())
+        if self._outbox or self._admitting:
+            return False
+        return not any(s.pending_msgs for s in self._subs.values())
 
     async def close(self) -> None:
         self._durable.stop()
