@@ -157,6 +157,27 @@ async def _filter_and_click(page: Any) -> None:
     assert "Loop forever" in detail  # the task, at the root of the chain
     await shot(page, "monitor-filtered.png")
     await page.select_option("#filter-agent", "")
+    await _wait_count(page, "#flow .msg", at_least=everything)
+    # by subject (a pattern), then by conversation
+    await page.fill("#filter-subject", "llm.*")
+    await page.wait_for_function(COUNT_BELOW, arg=["#flow .msg", everything], timeout=WAIT_MS)
+    subjects = await page.locator("#flow .msg .subj").all_text_contents()
+    assert subjects and set(subjects) == {"llm.chat"}
+    await page.fill("#filter-subject", "")
+    looper_task = "(r) => r.subject === 'agent.looper.inbox'"
+    conversation = await page.evaluate(
+        f"() => window.hivebus.records.find({looper_task}).conversation"
+    )
+    await _wait_count(page, "#flow .msg", at_least=everything)
+    await page.fill("#filter-conversation", conversation)
+    await page.wait_for_function(COUNT_BELOW, arg=["#flow .msg", everything], timeout=WAIT_MS)
+    mine = await page.evaluate(
+        """() => [...document.querySelectorAll('#flow .msg')].map((row) =>
+            window.hivebus.records.find((r) => r.id === row.dataset.id).conversation)"""
+    )
+    assert mine and set(mine) == {conversation}
+    await page.fill("#filter-conversation", "")
+    await _wait_count(page, "#flow .msg", at_least=everything)
 
 
 async def _pause_holds_new_messages(page: Any, runtime: Any) -> None:
