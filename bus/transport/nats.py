@@ -42,6 +42,7 @@ import msgspec
 from .._message import Durability, Envelope
 from .._request import ErrorReply, error_reply
 from .._routing import Route
+from ._direct import DirectPublisher
 from ._durable import FETCH_EXPIRY, Durable
 from ._replies import ReplyReader
 from ._wire import (
@@ -104,6 +105,7 @@ class NatsBridge(ReplyReader):
         self._sent = self._received = self._disconnects = self._reconnects = 0
         self._slow = self._errors = self._too_large = 0
         self._admitting = 0  # arrivals waiting for room in a full buffer (not yet in the bus)
+        self._direct: DirectPublisher | None = None  # PUBs without the writer, when it may
         self._connected = False
         self._closing = False
         self.commands = 0  # every command ever queued (drain compares it across a flush)
@@ -163,7 +165,10 @@ class NatsBridge(ReplyReader):
         self._max_payload = self._nc.max_payload
         self._wake = asyncio.Event()
         self._emptied = asyncio.Event()
-        self._writer = asyncio.get_running_loop().create_task(self._write())
+        loop = asyncio.get_running_loop()
+        self._writer = loop.create_task(self._write())
+        if DirectPublisher.fits(self._nc):
+            self._direct = DirectPublisher(self._nc, loop)
         await self._nc.subscribe(
             f"{self._core._inbox}.>",
             cb=self._on_reply,
@@ -221,16 +226,21 @@ class NatsBridge(ReplyReader):
     def full(self) -> bool:
         """Publishers should wait: the outbox is at its high-water mark (a burst faster
         than the server takes it, or an outage)."""
-        return len(self._outbox) >= OUTBOX_HIGH
+        direct = self._direct
+        return len(self._outbox) >= OUTBOX_HIGH or (direct is not None and direct.over())
 
     async def room(self) -> None:
-        """Wait until the outbox is below its low-water mark; :class:`TransportUnavailable`
-        after ``outage_timeout`` seconds (the messages already queued stay queued)."""
+        """Wait until the outbox is below its low-water mark and nats-py has written what
+        it holds past its limit; :class:`TransportUnavailable` after ``outage_timeout``
+        seconds (the messages already queued stay queued)."""
         self._waited += 1
-        self._room.clear()
         try:
             with anyio.fail_after(self.outage_timeout):
-                await self._room.wait()
+                if self._direct is not None and self._direct.over():
+                    await self._direct.flushed()
+                if len(self._outbox) >= OUTBOX_HIGH:
+                    self._room.clear()
+                    await self._room.wait()
         except TimeoutError:
             raise TransportUnavailable(
                 f"NATS at {_redact(self.url)}: {len(self._outbox):,} messages have waited "
@@ -315,6 +325,10 @@ class NatsBridge(ReplyReader):
 
     def _command(self, kind: str, arg: Any) -> None:
         self.commands += 1
+        direct = self._direct  # nothing queued before it: handed to nats-py at once
+        if kind == "pub" and direct and not self._outbox and self._connected and direct(*arg):
+            self._sent += 1
+            return
         self._outbox.append((kind, arg))
         if self._wake is not None:
             self._wake.set()
@@ -442,11 +456,8 @@ class NatsBridge(ReplyReader):
         data = self._encode(subject, frame)  # (refused before anything is counted)
         if durable is not None:
             self._command("jspub", (subject, durable, data, env_id))
-        else:  # _command(), inlined
-            self.commands += 1
-            self._outbox.append(("pub", (subject, "", data)))
-            if self._wake is not None:
-                self._wake.set()
+        else:
+            self._command("pub", (subject, "", data))
         route.counter.published += 1
         if route.taps:  # (the envelope is built only for them)
             env = Envelope(

@@ -253,10 +253,17 @@ async def test_a_cancelled_drain_leaves_the_connection_working(nats_server: Nats
         assert stats is not None and stats.connected and stats.errors == 0
 
 
-async def test_a_burst_waits_for_the_outbox_and_loses_nothing(nats_server: NatsServer) -> None:
+async def test_a_burst_waits_for_the_outbox_and_loses_nothing(
+    nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the writer task alone (no PUB handed to nats-py directly): the outbox's own
+    bound makes publishers wait."""
+    from bus.transport import _direct
     from bus.transport.nats import OUTBOX_HIGH
 
+    monkeypatch.setattr(_direct, "ENABLED", False)
     async with pair(nats_server.url) as (left, right):
+        assert left._bridge is not None and left._bridge._direct is None
         got: list[int] = []
         right.subscribe(PING, lambda m: got.append(m.n), buffer=100_000)
         await settle(left, right)
@@ -269,6 +276,39 @@ async def test_a_burst_waits_for_the_outbox_and_loses_nothing(nats_server: NatsS
         stats, theirs = left.transport_stats(), right.transport_stats()
         assert stats is not None and stats.waited_for_room > 0
         assert theirs is not None and theirs.slow_consumer_drops == 0
+
+
+class Page(Message, frozen=True, kw_only=True):
+    n: int
+    text: str
+
+
+PAGES = Topic("test.pages", Page)
+
+
+async def test_a_burst_past_nats_pys_buffer_goes_through_the_outbox_in_order(
+    nats_server: NatsServer,
+) -> None:
+    """PUBs are handed to nats-py directly while nothing is queued; past nats-py's own
+    pending limit they queue in the outbox (bounded: publishers wait) and still arrive
+    all, in order."""
+    from bus.transport.nats import OUTBOX_HIGH
+
+    text = "x" * 1000
+    async with pair(nats_server.url) as (left, right):
+        bridge = left._bridge
+        assert bridge is not None and bridge._direct is not None
+        got: list[int] = []
+        right.subscribe(PAGES, lambda m: got.append(m.n), buffer=100_000)
+        await settle(left, right)
+        count = 3 * OUTBOX_HIGH  # ~25 MB: far past nats-py's 2 MiB of pending data
+        for n in range(count):
+            await left.publish(PAGES, Page(n=n, text=text))
+            assert len(bridge._outbox) <= OUTBOX_HIGH
+        await settle(left, right)
+        assert got == list(range(count))
+        stats = left.transport_stats()
+        assert stats is not None and stats.sent == count and stats.waited_for_room > 0
 
 
 async def test_a_server_restart_is_waited_out_and_counted(nats_server: NatsServer) -> None:
