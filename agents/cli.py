@@ -24,7 +24,7 @@ from importlib import metadata
 
 from bus import HivebusError, InvalidSubject
 
-from .cli_monitor import MonitorThread, add_monitor_arguments, add_monitor_command, monitor_token
+from .cli_monitor import add_monitor_arguments, add_monitor_command, start_monitor
 from .cli_run import RunOptions, run_scenario
 from .llm.mock import add_arguments as add_mock_arguments
 from .llm.mock import serve_args
@@ -317,14 +317,9 @@ def _load(args: argparse.Namespace) -> int:
     options = LoadOptions.from_args(args)
     try:
         with contextlib.ExitStack() as stack:
-            if args.monitor is not None:
-                token = monitor_token(args.monitor_host)
-                monitor = MonitorThread(
-                    host=args.monitor_host, port=args.monitor, token=token, title="hivebus load"
-                )
-                stack.enter_context(monitor)
-                stack.enter_context(monitor.observing())
-                print(f"hivebus load: monitor at {monitor.url}", file=sys.stderr, flush=True)
+            start_monitor(
+                stack, args.monitor, args.monitor_host, title="hivebus load", command="load"
+            )
             with asyncio.Runner(loop_factory=loop_factory(options.uvloop)) as runner:
                 return runner.run(load_main(options))
     except KeyboardInterrupt:

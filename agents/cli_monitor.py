@@ -41,10 +41,10 @@ def add_monitor_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--monitor-host",
-        default="127.0.0.1",
         metavar="HOST",
-        help="where the monitor listens (default 127.0.0.1); any other address needs a "
-        f"token: ${TOKEN_VARIABLE}, else one is made and printed in the address",
+        help="where the monitor listens (implies --monitor; default 127.0.0.1); any other "
+        f"address needs a token: ${TOKEN_VARIABLE}, else one is made and printed in the "
+        f"address (${TOKEN_VARIABLE}, when set, is required on loopback too)",
     )
 
 
@@ -121,11 +121,34 @@ class MonitorThread:
             loop.close()
 
 
+def shown(url: str) -> str:
+    """``url`` as printed: a token the user gave (the variable) is not echoed, one made up
+    here is (it is the only way to learn it)."""
+    if os.environ.get(TOKEN_VARIABLE) and "?token=" in url:
+        return url.split("?", 1)[0] + f"?token=${TOKEN_VARIABLE}"
+    return url
+
+
+def start_monitor(
+    stack: contextlib.ExitStack, port: int | None, host: str | None, *, title: str, command: str
+) -> MonitorThread | None:
+    """The live monitor of ``--monitor[=PORT]`` / ``--monitor-host`` (None: not asked for),
+    watching every bus started while ``stack`` is open; its address goes to stderr."""
+    if port is None and host is None:
+        return None
+    host = host or "127.0.0.1"
+    monitor = MonitorThread(host=host, port=port or 0, token=monitor_token(host), title=title)
+    stack.enter_context(monitor)
+    stack.enter_context(monitor.observing())
+    print(f"hivebus {command}: monitor at {shown(monitor.url)}", file=sys.stderr, flush=True)
+    return monitor
+
+
 def linger(monitor: MonitorThread) -> None:
     """After a run on a terminal: keep the page up until Ctrl-C (elsewhere: return)."""
     if not sys.stdin.isatty():
         return
-    print(f"the run is over; the monitor stays at {monitor.url} until Ctrl-C", flush=True)
+    print(f"the run is over; the monitor stays at {shown(monitor.url)} until Ctrl-C", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         threading.Event().wait()
 
@@ -157,7 +180,7 @@ def monitor_trace(args: argparse.Namespace) -> int:
     async def serve() -> None:
         server = await serve_replay(path, host=args.host, port=args.port, token=token)
         try:
-            print(f"hivebus monitor: {path} at {server.url} (Ctrl-C to stop)", flush=True)
+            print(f"hivebus monitor: {path} at {shown(server.url)} (Ctrl-C to stop)", flush=True)
             await asyncio.Event().wait()
         finally:
             await server.close()

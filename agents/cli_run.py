@@ -28,7 +28,7 @@ from rich.console import Console
 
 from bus.trace import TraceWriter, read_trace
 
-from .cli_monitor import MonitorThread, linger, monitor_token
+from .cli_monitor import linger, start_monitor
 from .config import Config, load_config
 from .live import LiveView, RunObserver, make_console
 from .preflight import check_endpoints
@@ -66,7 +66,7 @@ class RunOptions:
     verbose: bool = False
     debug: bool = False
     monitor: int | None = None  # serve the web monitor on this port (0: any free one)
-    monitor_host: str = "127.0.0.1"
+    monitor_host: str | None = None  # (implies monitor; default 127.0.0.1)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> RunOptions:
@@ -117,30 +117,16 @@ def run_scenario(options: RunOptions) -> int:
         _say(console, f"hivebus run {scenario.path} · {_llm_text(config)} · trace {trace_path}")
     quiet_logs = library_logs(shown=options.verbose or options.debug)
     with contextlib.ExitStack() as stack:
-        monitor = _monitor(stack, options, scenario)
+        monitor = start_monitor(
+            stack, options.monitor, options.monitor_host, title=scenario.path.name, command="run"
+        )
         with quiet_logs, RunObserver(writer, view).observing():
             outcome = _execute(scenario, config, options, uses_mock=configured.llm.uses_mock)
+        summary = summarize(read_trace(trace_path))
+        _report(console, options, config, summary, outcome, scenario, trace_path)
         if monitor is not None:
-            stack.callback(linger, monitor)  # (runs before the monitor closes)
-    summary = summarize(read_trace(trace_path))
-    _report(console, options, config, summary, outcome, scenario, trace_path)
+            linger(monitor)  # (after the report: the trace's path is there to replay)
     return outcome.code
-
-
-def _monitor(
-    stack: contextlib.ExitStack, options: RunOptions, scenario: Scenario
-) -> MonitorThread | None:
-    """The live web monitor, when asked for: watching every bus the run starts."""
-    if options.monitor is None:
-        return None
-    token = monitor_token(options.monitor_host)
-    monitor = MonitorThread(
-        host=options.monitor_host, port=options.monitor, token=token, title=scenario.path.name
-    )
-    stack.enter_context(monitor)
-    stack.enter_context(monitor.observing())
-    print(f"hivebus run: monitor at {monitor.url}", file=sys.stderr, flush=True)
-    return monitor
 
 
 def _start_cassette(path: Path) -> None:

@@ -153,7 +153,8 @@ class MonitorHub:
         self.dark_until = 0.0  # while overloaded, the taps are off until then (monotonic)
         self._pending: deque[Envelope] = deque(maxlen=self.burst)
         self._watched: list[_Watched] = []
-        self._seen_at: deque[tuple[float, int]] = deque(maxlen=64)  # (time, seen) per second
+        self._seen_at: deque[tuple[float, int]] = deque(maxlen=64)  # (time, seen) a snapshot
+        self._calls_at: deque[tuple[float, int]] = deque(maxlen=64)  # (time, LLM calls)
         self._subject_counts: deque[tuple[float, dict[str, int]]] = deque(maxlen=8)
 
     # -- buses ---------------------------------------------------------------------------------
@@ -277,10 +278,12 @@ class MonitorHub:
             self._count(sum(w.stats["tapped"] - w.baseline for w in watched if w.stats))
         live = [w.stats for w in watched if w.stats is not None]
         if live:
-            snap["bus"] = self._bus_view(live, now, snap["bus"])
+            snap["bus"] = self._bus_view(live, now)
             gateways = [g for stats in live for g in stats["gateways"]]
             if gateways:
-                snap["gateway"] = _gateway_view(gateways, snap["gateway"])
+                calls = sum(int(g["calls"]) for g in gateways)
+                rate = _per_second(self._calls_at, now, calls)
+                snap["gateway"] = _gateway_view(gateways, snap["gateway"], rate)
         snap["monitor"] = {
             "dropped": client.dropped if client is not None else 0,
             "sampled_out": self.sampled_out,
@@ -288,9 +291,7 @@ class MonitorHub:
         }
         return snap
 
-    def _bus_view(
-        self, live: list[dict[str, Any]], now: float, seen: dict[str, Any]
-    ) -> dict[str, Any]:
+    def _bus_view(self, live: list[dict[str, Any]], now: float) -> dict[str, Any]:
         counts: dict[str, int] = {}
         for stats in live:
             for subject, published in stats["subjects"].items():
@@ -309,11 +310,7 @@ class MonitorHub:
         def total(key: str) -> int:
             return sum(int(stats[key]) for stats in live)
 
-        self._seen_at.append((now, self.seen))
-        first_at, first_seen = next(
-            ((t, s) for t, s in self._seen_at if now - t <= 5.5), self._seen_at[-1]
-        )
-        rate = (self.seen - first_seen) / (now - first_at) if now > first_at else seen["rate"]
+        rate = _per_second(self._seen_at, now, self.seen)
         return {
             "messages": self.seen,
             "rate": rate,
@@ -423,9 +420,18 @@ async def _read_stats(watched: _Watched) -> dict[str, Any] | None:
         return None
 
 
-def _gateway_view(gateways: list[dict[str, Any]], seen: dict[str, Any] | None) -> dict[str, Any]:
-    """The gateways' own counters (exact: retries, queue), with latency and rate from the
-    records (the gateway keeps no latency distribution)."""
+def _per_second(history: deque[tuple[float, int]], now: float, count: int) -> float:
+    """The rate of an exact running ``count`` over about the last five seconds."""
+    history.append((now, count))
+    then, before = next(((t, c) for t, c in history if now - t <= 5.5), history[-1])
+    return (count - before) / (now - then) if now > then else 0.0
+
+
+def _gateway_view(
+    gateways: list[dict[str, Any]], seen: dict[str, Any] | None, rate: float
+) -> dict[str, Any]:
+    """The gateways' own counters (exact: calls and their rate, retries, the queue), with
+    the latency percentiles of the calls shown (the gateway keeps no distribution)."""
 
     def total(key: str) -> int:
         return sum(int(g[key]) for g in gateways)
@@ -448,7 +454,7 @@ def _gateway_view(gateways: list[dict[str, Any]], seen: dict[str, Any] | None) -
         "calls": total("calls"),
         "succeeded": total("succeeded"),
         "failed": total("failed"),
-        "rate": seen["rate"] if seen else 0.0,
+        "rate": rate,
         "latency_ms": seen["latency_ms"] if seen else None,
         "retries": retries,
         "failures": failures,

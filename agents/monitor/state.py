@@ -54,7 +54,6 @@ class _Agent:
     __slots__ = (
         "active",
         "cost",
-        "counted_steps",
         "errors",
         "flying",
         "last",
@@ -71,7 +70,6 @@ class _Agent:
         self.state = "idle"
         self.since = at
         self.tasks = self.active = self.steps = self.tokens = self.errors = 0
-        self.counted_steps = 0  # the steps the finished tasks' results report
         self.cost = 0.0
         self.last = ""
         self.flying = {"thinking": 0, "tools": 0, "memory": 0}
@@ -252,7 +250,7 @@ class MonitorState:
         sender = actor(record.sender)
         if record.kind == "reply":  # back along the request's arrow
             sender = request["to"] if request is not None else sender
-            to = request["from"] if request is not None else "?"
+            to = request["from"] if request is not None else ""  # (its request unseen)
             agent = request["agent"] if request is not None else None
         elif record.type == "AgentEvent":
             to, agent = "", agent_of_subject(record.subject)
@@ -361,8 +359,6 @@ class MonitorState:
                 agent.state, agent.since = "done", at
             if not agent.active:  # nothing of its can still be in flight
                 agent.flying = dict.fromkeys(agent.flying, 0)
-            agent.counted_steps += int(_num(payload.get("steps")))
-            agent.steps = max(agent.steps, agent.counted_steps)
             agent.last = rec["summary"]
             agent.settle(at)
 

@@ -16,7 +16,7 @@ import aiohttp
 import orjson
 import pytest
 
-from agents.cli_monitor import TOKEN_VARIABLE, MonitorThread, monitor_token
+from agents.cli_monitor import TOKEN_VARIABLE, MonitorThread, monitor_token, shown
 from agents.monitor import MonitorError
 from bus import Bus, Message, Topic
 
@@ -75,6 +75,49 @@ def test_tokens_off_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
     assert made and len(made) >= 20 and made != monitor_token("0.0.0.0")
     monkeypatch.setenv(TOKEN_VARIABLE, "mine")
     assert monitor_token("0.0.0.0") == monitor_token("127.0.0.1") == "mine"
+
+
+def test_a_token_from_the_environment_is_required_and_never_echoed(tmp_path: Path) -> None:
+    secret = "env-s3cret-value"
+    result = hivebus(
+        "run",
+        CENSUS,
+        "--quiet",
+        "--monitor-host",  # (implies --monitor)
+        "127.0.0.1",
+        "--trace",
+        str(tmp_path / "t.jsonl"),
+        env=clean_env(HIVEBUS_MONITOR_TOKEN=secret),
+    )
+    assert result.returncode == 0, result.stderr
+    assert secret not in result.stderr + result.stdout
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("hivebus run: monitor at http://127.0.0.1:")
+    assert line.endswith("/?token=$HIVEBUS_MONITOR_TOKEN")
+
+
+def test_shown_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(TOKEN_VARIABLE, raising=False)
+    made = "http://0.0.0.0:1/?token=made-here"
+    assert shown(made) == made  # (the only way to learn a token made up here)
+    monkeypatch.setenv(TOKEN_VARIABLE, "mine")
+    assert (
+        shown("http://127.0.0.1:1/?token=mine")
+        == "http://127.0.0.1:1/?token=$HIVEBUS_MONITOR_TOKEN"
+    )
+    assert shown("http://127.0.0.1:1/") == "http://127.0.0.1:1/"
+
+
+def test_rates_are_of_exact_running_counts() -> None:
+    from collections import deque
+
+    from agents.monitor.hub import _per_second
+
+    history: deque[tuple[float, int]] = deque(maxlen=64)
+    assert _per_second(history, 100.0, 0) == 0.0
+    assert _per_second(history, 101.0, 500) == 500.0
+    assert _per_second(history, 103.0, 2000) == 2000 / 3
+    assert _per_second(history, 110.0, 2100) == 0.0  # nothing within the last 5.5 s but now
 
 
 def test_run_with_monitor_prints_its_address_and_finishes(tmp_path: Path) -> None:
