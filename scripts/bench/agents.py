@@ -125,7 +125,11 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         policy = Path(scratch) / "policy.json"
         policy.write_text(json.dumps(POLICY))
         with mock_server(None, policy=str(policy)) as url:
-            await raw_client(url, 500, 50)  # warm both sides up
+            # warm up the server and both sides (first calls, decoders, the allocator's
+            # arenas): each figure below is a steady state, measured the same way for both
+            await raw_client(url, 2000, args.cap)
+            with load_gc(not args.default_gc):
+                await agent_loops(url, max(1, args.loops // 4), args.cap)
             raws, raws_tuned, mines = [], [], []
             for _ in range(args.rounds):
                 raws.append(await raw_client(url, args.loops * LLM_CALLS_PER_LOOP, args.cap))
