@@ -7,10 +7,13 @@ synchronously, from the publisher's own call: the order of commands is unchanged
 writer task's hop and nats-py's frames are saved on every message.
 
 That reaches into nats-py's private state (``_pending``, ``_pending_data_size``,
-``_max_pending_size``, ``_flush_queue``, ``_flusher_task``, ``stats``), so it is checked
-when the connection is made: a client without them of the expected types, and any
-moment when the buffer is over nats-py's own limit, the flusher is not running or the
-client is not connected, fall back to the writer task and ``await nc.publish()``. The PUB
+``_max_pending_size``, ``_max_payload``, ``_flush_queue``, ``_flusher_task``, ``stats``),
+so it is checked when the connection is made. A client without them of the expected
+types falls back to the writer task and ``await nc.publish()``, and so does any message
+nats-py itself would refuse or wait over: an empty subject, a payload over the server's
+``max_payload`` (the server would drop the connection; nats-py raises instead), while the
+flusher is not running or the client not connected, or past twice nats-py's pending limit
+(publishers that wait, wait for its flusher from its limit on: see ``over()``). The PUB
 command itself is the NATS protocol's (``PUB <subject> [reply-to] <#bytes>``).
 """
 
@@ -39,6 +42,7 @@ class DirectPublisher:
             and isinstance(getattr(nc, "_pending", None), list)
             and isinstance(getattr(nc, "_pending_data_size", None), int)
             and isinstance(getattr(nc, "_max_pending_size", None), int)
+            and isinstance(getattr(nc, "_max_payload", None), int)
             and isinstance(getattr(nc, "_flush_queue", None), asyncio.Queue)
             and hasattr(nc, "_flusher_task")
             and isinstance(getattr(nc, "stats", None), dict)
@@ -50,6 +54,8 @@ class DirectPublisher:
         flusher = nc._flusher_task
         if flusher is None or flusher.done() or not nc.is_connected:
             return False
+        if not subject or len(data) > nc._max_payload:
+            return False  # (nats-py refuses these itself, the connection kept)
         to = subject.encode() + b" " + reply.encode() if reply else subject.encode()
         command = b"PUB %s %d\r\n%s\r\n" % (to, len(data), data)
         size = nc._pending_data_size + len(command)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 import urllib.parse
 from collections import deque
@@ -58,7 +59,20 @@ if TYPE_CHECKING:
     from .._core import Core
     from .._subscription import Subscription
 
+# A subject a reply can be sent to: no whitespace or control characters (the PUB line).
+_REPLY_SUBJECT = re.compile(r"[^\s\x00-\x1f\x7f]+")
+
 log = logging.getLogger("hivebus.bus.nats")
+
+
+def _no_reply_subject(env: Envelope) -> bool:
+    """Whether ``env`` asks for its reply at no subject at all (a foreign or broken peer's
+    request): the server would drop the connection over that PUB, so it is logged and
+    never sent."""
+    if _REPLY_SUBJECT.fullmatch(env.reply_to or ""):
+        return False
+    log.warning("a request on %s asks for its reply at %r: not answered", env.subject, env.reply_to)
+    return True
 
 
 LOCAL_PREFIX = "_bus."  # subjects that never leave the process
@@ -224,8 +238,7 @@ class NatsBridge(ReplyReader):
             self._markers.pop(token, None)
 
     def full(self) -> bool:
-        """Publishers should wait: the outbox is at its high-water mark (a burst faster
-        than the server takes it, or an outage)."""
+        """Publishers should wait: the outbox or nats-py's buffer is past its mark."""
         direct = self._direct
         return len(self._outbox) >= OUTBOX_HIGH or (direct is not None and direct.over())
 
@@ -300,6 +313,8 @@ class NatsBridge(ReplyReader):
 
     async def _on_reconnected(self) -> None:
         self._reconnects += 1
+        if self._nc is not None:  # (another server of a cluster may take less)
+            self._max_payload = self._nc.max_payload
         self._connected = True
         self._up.set()
         log.warning("bus %r reconnected to NATS", self._core.name)
@@ -492,6 +507,9 @@ class NatsBridge(ReplyReader):
 
     def send_reply(self, env: Envelope, payload: Any, sender: str, error: bool) -> None:
         """Answer a request that came from another process."""
+        if _no_reply_subject(env):
+            self._errors += 1
+            return
         reply = Envelope(
             id=f"{self._core._id_prefix}{next(self._core._id_counter)}",
             subject=env.reply_to or "",

@@ -311,6 +311,82 @@ async def test_a_burst_past_nats_pys_buffer_goes_through_the_outbox_in_order(
         assert stats is not None and stats.sent == count and stats.waited_for_room > 0
 
 
+class Answer(Message, frozen=True, kw_only=True):
+    n: int
+
+
+ASK = Topic("test.ask", Ping, reply=Answer)
+
+
+@pytest.mark.parametrize("reply_to", ["", "a b", "x\r\nPUB y 1"])
+async def test_a_foreign_request_with_no_usable_reply_subject_is_not_answered(
+    nats_server: NatsServer, reply_to: str
+) -> None:
+    """A reply subject that is empty or would break the PUB line (a foreign or broken
+    peer's) is counted, never sent: the server would drop this bus's connection."""
+    import time
+
+    import nats
+
+    from bus.transport._wire import _ENCODER, Frame
+
+    async with Bus("answering", transport=nats_server.url) as bus:
+        got: list[int] = []
+        bus.subscribe(ASK, lambda m: Answer(n=m.n))
+        bus.subscribe(PING, lambda m: got.append(m.n))
+        await bus.drain(5)
+        raw = await nats.connect(nats_server.url)
+        try:
+            frame = Frame(
+                "x-1", "foreign", time.time(), None, "x-1", "Ping", False, None, Ping(n=1),
+                reply_to=reply_to,
+            )  # fmt: skip
+            await raw.publish("test.ask", _ENCODER.encode(frame))
+            await raw.flush()
+            await bus.publish(PING, Ping(n=2))
+            await bus.drain(5)
+        finally:
+            await raw.close()
+        stats = bus.transport_stats()
+        assert got == [2]
+        assert stats is not None and stats.connected and stats.disconnects == 0
+        assert stats.errors == 1
+
+
+def test_the_direct_path_leaves_to_nats_py_what_it_would_refuse() -> None:
+    """No PUB with an empty subject or over the server's max_payload goes straight into
+    nats-py's buffer (the server would drop the connection; nats-py raises instead)."""
+    import asyncio
+
+    from bus.transport._direct import DirectPublisher
+
+    class Client:  # nats-py's private state, as the direct path reads it
+        is_connected = property(lambda self: True)
+
+        def __init__(self, flusher: asyncio.Task[None]) -> None:
+            self._pending: list[bytes] = []
+            self._pending_data_size = 0
+            self._max_pending_size = 1 << 20
+            self._max_payload = 100
+            self._flush_queue: asyncio.Queue[object] = asyncio.Queue()
+            self._flusher_task = flusher
+            self.stats = {"out_msgs": 0, "out_bytes": 0}
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        client = Client(loop.create_task(asyncio.sleep(1)))
+        assert DirectPublisher.fits(client)
+        publish = DirectPublisher(client, loop)
+        assert publish("", "", b"x") is False
+        assert publish("a.b", "", b"x" * 101) is False
+        assert publish("a.b", "_INBOX.r", b"hello") is True
+        assert client._pending == [b"PUB a.b _INBOX.r 5\r\nhello\r\n"]
+        assert client._flush_queue.qsize() == 1 and client.stats["out_msgs"] == 1
+        client._flusher_task.cancel()
+
+    asyncio.run(scenario())
+
+
 async def test_a_server_restart_is_waited_out_and_counted(nats_server: NatsServer) -> None:
     async with Bus("steady", transport=nats_server.url) as bus:
         got: list[int] = []
