@@ -96,6 +96,26 @@ async def test_a_page_gets_the_backlog_then_live_messages_and_exact_counters() -
             assert info == {"mode": "live", "title": "live", "buses": ["live"], "replay": None}
 
 
+class Login(Message, frozen=True):
+    user: str
+    api_key: str
+    note: str
+
+
+async def test_secrets_never_reach_the_page() -> None:
+    logins = Topic("auth.login", Login)
+    async with Bus("secret") as bus:
+        bus.subscribe(logins, lambda login: None)
+        async with await serve_monitor(bus) as monitor, aiohttp.ClientSession() as http:
+            response = await http.get(monitor.url + "api/stream")
+            await bus.publish(logins, Login(user="ana", api_key="k-123", note="sk-live-abc"))
+            (record,), _ = await collect(response, 1)
+            response.close()
+            assert record["payload"] == {"user": "ana", "api_key": "***", "note": "***"}
+            found = (await get(http, monitor.url + f"api/message/{record['id']}"))[1]
+            assert "k-123" not in str(found) and "sk-live-abc" not in str(found)
+
+
 async def test_the_gateway_panel_shows_the_gateways_own_counters(tmp_path: Path) -> None:
     async with open_runtime(load_config(None, env={})) as runtime:
         from agents import Agent
