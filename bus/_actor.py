@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ._message import Topic
+from ._slots import Slots
 from ._stats import Policy
 from ._subscription import Subscription
 
@@ -116,7 +117,7 @@ class Actor:
         except BaseException:
             self._bus = None  # never started: on_stop will not run
             raise
-        shared = asyncio.Semaphore(self.concurrency) if len(specs) > 1 else None
+        shared = Slots(self.concurrency) if len(specs) > 1 else None
         tasks: set[asyncio.Task[Any]] = set()  # one set: siblings may feed each other
         for (method, spec), topic in zip(specs, topics, strict=True):
             sub = bus._make_subscription(

@@ -432,7 +432,10 @@ class Core:
                     self._abandoned[env_id] = pending
             raise
         finally:
-            self._deadlines.forget(tick, pending)
+            if tick is not None:  # (DeadlineGrid.forget, inlined: every request ends here)
+                watched = self._deadlines.buckets.get(tick)
+                if watched is not None:
+                    watched[1].discard(pending)
             del self._requests[env_id]
             if bridge is not None:
                 bridge.forget(env_id)

@@ -55,14 +55,27 @@ class PendingRequest:
         # The topic names a reply type: only subscriptions whose topic names one answer
         # (a catch-all watcher gets the request too, but its return value is no reply).
         self.expects_reply = expects_reply
-        self.tasks: list[asyncio.Task[Any]] = []
-        self.cancelled: list[asyncio.Task[Any]] = []
+        # the workers' tasks serving it now, and those it cancelled (lists made on demand:
+        # most requests are handled inline and never need them)
+        self.tasks: list[asyncio.Task[Any]] | None = None
+        self.cancelled: list[asyncio.Task[Any]] | tuple[()] = ()
         self.abandoned = False
         self.queued = 0  # copies of the request waiting in buffers
         # Handled in the requester's own task (an idle responder): that task, and whether
         # the bus cancelled it (deadline, close) — then the future says why.
         self.inline: asyncio.Task[Any] | None = None
         self.interrupted = False
+
+    def serving(self, task: asyncio.Task[Any]) -> None:
+        """A worker's ``task`` starts handling this request."""
+        if self.tasks is None:
+            self.tasks = [task]
+        else:
+            self.tasks.append(task)
+
+    def served(self, task: asyncio.Task[Any]) -> None:
+        assert self.tasks is not None
+        self.tasks.remove(task)
 
     def fail(self, error: BaseException) -> None:
         """Settle the request with ``error`` and stop a handler running in the requester's
@@ -82,6 +95,7 @@ class PendingRequest:
         if self.abandoned:
             return
         self.abandoned = True
-        self.cancelled = list(self.tasks)
-        for task in self.cancelled:
-            task.cancel()
+        if self.tasks:
+            self.cancelled = list(self.tasks)
+            for task in self.cancelled:
+                task.cancel()

@@ -15,7 +15,9 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ._context import Context
+from ._deadlines import current_task
 from ._message import Envelope, Topic
+from ._slots import Slots
 from ._stats import Policy, SubscriptionStats
 
 if TYPE_CHECKING:
@@ -115,7 +117,7 @@ class Subscription:
         buffer: int,
         policy: Policy,
         concurrency: int,
-        limiter: asyncio.Semaphore | None = None,
+        limiter: Slots | None = None,
         on_failure: FailureHook | None = None,
         tasks: set[asyncio.Task[Any]] | None = None,
     ) -> None:
@@ -314,7 +316,7 @@ class Subscription:
                     if pending is not None:
                         if pending.abandoned:  # given up while we waited for the limiter
                             raise _Abandoned
-                        pending.tasks.append(task)
+                        pending.serving(task)
                     try:
                         if wants_ctx:
                             result = handler(payload, Context(bus, env, self))
@@ -333,7 +335,7 @@ class Subscription:
                             )
                     finally:
                         if pending is not None:
-                            pending.tasks.remove(task)
+                            pending.served(task)
                             if pending.abandoned:
                                 raise _Abandoned
                 except _Abandoned:
@@ -384,8 +386,8 @@ class Subscription:
         try:
             limiter = self._limiter
             if limiter is not None:
-                await limiter.acquire()  # free (checked by the caller): no suspension
-            task = asyncio.current_task()
+                limiter.take()  # free (checked by the caller)
+            task = current_task(asyncio.get_running_loop())
             assert task is not None
             pending.inline = task
             tasks = self._tasks
@@ -486,7 +488,7 @@ class Subscription:
         if not bus._in_flight and bus._idle_waiters:
             bus._wake_idle()
 
-    def _settle(self, *, cancelled: bool = False, limiter: asyncio.Semaphore | None = None) -> None:
+    def _settle(self, *, cancelled: bool = False, limiter: Slots | None = None) -> None:
         """A message's outcome is counted: take it out of the in-flight figures at once, so
         that the accounting identity holds for whatever runs next (taps, replies, restarts)."""
         if cancelled:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bus import DeadlineGrid, TaskDeadline
 
@@ -85,3 +88,30 @@ async def test_a_deadline_the_work_swallowed_is_undone_by_stop() -> None:
 def test_it_needs_a_running_task() -> None:
     with pytest.raises(RuntimeError, match="running task"):
         TaskDeadline(DeadlineGrid(), 1.0)
+
+
+@given(st.floats(min_value=1e-6, max_value=1e9, allow_nan=False))
+def test_the_grid_is_10ms_or_about_one_percent_of_the_timeout(timeout: float) -> None:
+    width = DeadlineGrid.width(timeout)
+    expected = max(0.01, 10.0 ** math.floor(math.log10(timeout / 100)))
+    assert width == pytest.approx(expected)  # (comparisons, for what a logarithm gives)
+    assert width == 0.01 or timeout / 1000 < width <= timeout / 100 * (1 + 1e-9)
+
+
+async def test_a_deadline_never_fires_early_on_any_grid() -> None:
+    loop = asyncio.get_running_loop()
+    grid = DeadlineGrid()
+
+    class Entry:
+        def expire(self) -> None:
+            pass
+
+    for timeout in (0.005, 9.99, 10.0, 99.0, 100.0, 999.0, 1000.0, 5000.0, 20_000.0):
+        now = loop.time()
+        key = grid.watch(loop, timeout, Entry())
+        assert key is not None
+        width, tick = key
+        assert width == DeadlineGrid.width(timeout)
+        assert now + timeout <= tick * width <= loop.time() + timeout + width
+    assert grid.watch(loop, math.inf, Entry()) is None
+    grid.clear()
