@@ -120,7 +120,10 @@ class Endpoint:
             connector = aiohttp.TCPConnector(
                 limit=self.admission.max_concurrency, limit_per_host=0, ttl_dns_cache=300
             )
-            self._session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
+            # the headers are the session's own: merged once, not on every request
+            self._session = aiohttp.ClientSession(
+                connector=connector, headers=self._headers, raise_for_status=False
+            )
 
     async def close(self) -> None:
         if self._session is not None:
@@ -168,9 +171,7 @@ class Endpoint:
         try:
             # (not `async with`: a read to the end gives the connection back by itself, and
             # the context manager's two extra awaits cost more than its release)
-            response = await session.post(
-                self.url, data=body, headers=self._headers, timeout=self._timeout
-            )
+            response = await session.post(self.url, data=body, timeout=self._timeout)
             try:
                 if response.status != 200:
                     raise self._http_error(response.status, await response.read(), response)

@@ -393,7 +393,8 @@ class LLMGateway(Actor):
                 if retry_in:
                     await self._sleep(retry_in)  # after the release: a backoff holds no slot
                 continue
-            endpoint.succeeded()
+            if endpoint.consecutive_failures or endpoint.cooling_until:
+                endpoint.succeeded()
             if self.cassette is not None:
                 self.cassette.record(wire, completion)
             choice = completion.choices[0]
@@ -405,7 +406,7 @@ class LLMGateway(Actor):
                 endpoint=endpoint.name,
                 attempts=counter[0],
                 latency=self._clock() - started,
-                cost=endpoint.cost(usage),
+                cost=None if endpoint.prices is None else endpoint.cost(usage),
             )
 
     async def _replay(self, request: ChatRequest, ctx: Context, started: float) -> ChatResult:

@@ -17,6 +17,10 @@ import msgspec
 from .retry import reset_after
 
 Clock = Callable[[], float]
+_QUOTA_HEADERS = (  # (remaining, reset) of each quota a provider may report
+    ("x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"),
+    ("x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"),
+)
 
 
 class LimitStats(msgspec.Struct, frozen=True, kw_only=True):
@@ -77,17 +81,15 @@ class Admission:
         now = clock()
         self._requests = _Bucket(rpm, now) if rpm else None
         self._tokens = _Bucket(tpm, now) if tpm else None
+        self._cap_only = self._requests is None and self._tokens is None
+        # A TPM budget is set: calls reserve their estimated tokens at admission.
+        self.counts_tokens = self._tokens is not None
         self._paused_until = 0.0
         self.waiting = 0
         self.in_flight = 0
         self.wait_seconds_cap = 0.0
         self.wait_seconds_rate = 0.0
         self.paused_seconds = 0.0
-
-    @property
-    def counts_tokens(self) -> bool:
-        """A TPM budget is set: calls reserve their estimated tokens at admission."""
-        return self._tokens is not None
 
     def pause(self, seconds: float) -> None:
         """Hold every new call to this endpoint for ``seconds`` (a 429's Retry-After)."""
@@ -99,10 +101,12 @@ class Admission:
 
     def observe(self, headers: Mapping[str, str]) -> None:
         """Follow ``x-ratelimit-remaining-*`` / ``-reset-*``: out of quota → pause to reset."""
-        for kind in ("requests", "tokens"):
-            remaining = headers.get(f"x-ratelimit-remaining-{kind}")
-            reset = headers.get(f"x-ratelimit-reset-{kind}")
-            if remaining is None or reset is None:
+        for remaining_header, reset_header in _QUOTA_HEADERS:
+            remaining = headers.get(remaining_header)
+            if remaining is None:
+                continue
+            reset = headers.get(reset_header)
+            if reset is None:
                 continue
             try:
                 left = int(float(remaining))
@@ -131,6 +135,10 @@ class Admission:
     def try_acquire(self, tokens: int) -> bool:
         """Take a slot and the budgets now if that needs no waiting (the common case: no
         coroutine, no deadline scope); False leaves everything as it was."""
+        if self._cap_only and not self._paused_until and self._free > 0 and not self._slot_waiters:
+            self._free -= 1  # (the cap is all there is: what ready() and _take() come to)
+            self.in_flight += 1
+            return True
         if not self.ready(tokens):
             return False
         self._free -= 1
@@ -211,7 +219,9 @@ class Admission:
         """End a call: give back the unused part of the token reservation (or charge more
         when it used more). ``used=None`` keeps the reservation as it was charged."""
         self.in_flight -= 1
-        self._give_back_slot()
+        self._free += 1  # (_give_back_slot(), inlined: every call ends here)
+        if self._slot_waiters:
+            self._wake_next()
         bucket = self._tokens
         if bucket is not None and used is not None:
             taken = min(float(reserved), bucket.capacity)  # what acquire() actually took
