@@ -114,16 +114,17 @@ class TaskDeadline:
 
     def __init__(self, grid: DeadlineGrid, timeout: float) -> None:
         try:
-            task = current_task(asyncio.get_running_loop())
-        except RuntimeError:  # no running loop
-            task = None
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError("TaskDeadline needs a running task") from None
+        task = current_task(loop)
         if task is None:
             raise RuntimeError("TaskDeadline needs a running task")
         self._task = task
         self._grid = grid
         self._cancelling = task.cancelling()  # cancellations already asked for, from outside
         self._fired = False
-        self._key = grid.watch(task.get_loop(), timeout, self)
+        self._key = grid.watch(loop, timeout, self)
 
     def expire(self) -> None:
         if not self._task.done():
@@ -138,7 +139,11 @@ class TaskDeadline:
 
     def stop(self) -> None:
         """Stop watching; undo a cancellation that fired as the work ended anyway."""
-        self._grid.forget(self._key, self)
+        key = self._key
+        if key is not None:  # (forget(), inlined: every attempt ends here)
+            bucket = self._grid.buckets.get(key)
+            if bucket is not None:
+                bucket[1].discard(self)
         if self._fired:
             self._fired = False
             self._task.uncancel()
