@@ -234,7 +234,7 @@ class Bus(Core):
         self._deadlines.clear()
         failed = 0
         for pending in self._requests.values():
-            if not pending.future.done():
+            if not pending.settled():
                 failed += 1
                 pending.fail(BusClosed("bus closed before a reply arrived"))
         return failed

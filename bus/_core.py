@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._deadlines import DeadlineGrid
 from ._message import Envelope, IdSource, Topic
-from ._request import PendingRequest, error_reply
+from ._request import SETTLED, PendingRequest, error_reply
 from ._routing import Route, Router, SubjectCounter, TapCallback
 from ._stats import DEAD_LETTERS, DeadLetter, DeadLetterReason
 from ._subscription import Subscription
@@ -393,13 +393,14 @@ class Core:
             headers=headers,
         )
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[R] = loop.create_future()
-        pending = PendingRequest(future, topic.subject, timeout, topic.reply is not None)
+        pending = PendingRequest(topic.subject, timeout, topic.reply is not None)
         self._requests[env_id] = pending
         self._requests_sent += 1
         tick = self._deadlines.watch(loop, timeout, pending)
         try:
             if bridge is not None:
+                future: asyncio.Future[R] = loop.create_future()
+                pending.future = future
                 bridge.send(env, topic.reply, durable=topic.durable)
                 if bridge.full():
                     await bridge.room()
@@ -416,8 +417,13 @@ class Core:
                 and not sub.held
                 and (sub._limiter is None or not sub._limiter.locked())
             ):
-                await sub._handle_inline(env, pending, route)
-                return await future  # settled already: no suspension (unless supervised)
+                result: R = await sub._handle_inline(env, pending, route)
+                if result is not SETTLED:
+                    return result  # (no future made: the common case)
+                settled: asyncio.Future[R] = pending.result_future()
+                return await settled  # no suspension, unless supervised
+            future = loop.create_future()
+            pending.future = future
             blocked = self._enqueue(route, env)
             pending.queued = self._appended
             if blocked is not None:
@@ -439,10 +445,12 @@ class Core:
             del self._requests[env_id]
             if bridge is not None:
                 bridge.forget(env_id)
-            if not future.done():
-                future.cancel()
-            elif not future.cancelled():
-                future.exception()  # retrieved: asyncio must not warn about it
+            outcome = pending.future
+            if outcome is not None:
+                if not outcome.done():
+                    outcome.cancel()
+                elif not outcome.cancelled():
+                    outcome.exception()  # retrieved: asyncio must not warn about it
 
     def _reply(
         self, env: Envelope, result: Any, error: BaseException | None, sub: Subscription
@@ -474,14 +482,15 @@ class Core:
             )
             self._run_taps(route.taps, reply)
         pending = self._requests.get(env.correlation_id)  # type: ignore[arg-type]
-        if pending is None or pending.future.done():
+        if pending is None or pending.settled():
             self._late_replies += 1
             return
         self._replies += 1
+        future = pending.result_future()
         if error is None:
-            pending.future.set_result(result)
+            future.set_result(result)
         else:
-            pending.future.set_exception(
+            future.set_exception(
                 RemoteError(
                     env.subject,
                     payload.remote_type,

@@ -30,8 +30,17 @@ def error_reply(error: BaseException) -> ErrorReply:
     )
 
 
+SETTLED: Any = object()
+"""What a request handled in the requester's task returns when its outcome is in the
+future instead (a failure, the deadline, the bus closing, supervision)."""
+
+
 class PendingRequest:
-    """A request in flight: the caller's future and the tasks currently serving it."""
+    """A request in flight: the caller's future and the tasks currently serving it.
+
+    The future is made when first needed: a request handled in the requester's own task
+    that succeeds returns its result directly and never makes one.
+    """
 
     __slots__ = (
         "abandoned",
@@ -46,10 +55,8 @@ class PendingRequest:
         "timeout",
     )
 
-    def __init__(
-        self, future: asyncio.Future[Any], subject: str, timeout: float, expects_reply: bool
-    ) -> None:
-        self.future = future
+    def __init__(self, subject: str, timeout: float, expects_reply: bool) -> None:
+        self.future: asyncio.Future[Any] | None = None
         self.subject = subject
         self.timeout = timeout
         # The topic names a reply type: only subscriptions whose topic names one answer
@@ -66,6 +73,17 @@ class PendingRequest:
         self.inline: asyncio.Task[Any] | None = None
         self.interrupted = False
 
+    def result_future(self) -> asyncio.Future[Any]:
+        """The future the requester awaits (made now if it is not yet)."""
+        future = self.future
+        if future is None:
+            future = self.future = asyncio.get_running_loop().create_future()
+        return future
+
+    def settled(self) -> bool:
+        """A reply or an error is in the future already."""
+        return self.future is not None and self.future.done()
+
     def serving(self, task: asyncio.Task[Any]) -> None:
         """A worker's ``task`` starts handling this request."""
         if self.tasks is None:
@@ -80,14 +98,14 @@ class PendingRequest:
     def fail(self, error: BaseException) -> None:
         """Settle the request with ``error`` and stop a handler running in the requester's
         task (handlers in workers are stopped through ``abandon`` by the requester)."""
-        self.future.set_exception(error)
+        self.result_future().set_exception(error)
         if self.inline is not None:
             self.interrupted = True
             self.inline.cancel()
 
     def expire(self) -> None:
         """Its deadline passed (the bus's deadline grid calls this)."""
-        if not self.future.done():
+        if not self.settled():
             self.fail(RequestTimeout(self.subject, self.timeout))
 
     def abandon(self) -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ._context import Context
 from ._deadlines import current_task
 from ._message import Envelope, Topic
+from ._request import SETTLED
 from ._slots import Slots
 from ._stats import Policy, SubscriptionStats
 
@@ -367,12 +368,15 @@ class Subscription:
             self._tasks.discard(task)
             self.workers -= 1
 
-    async def _handle_inline(self, env: Envelope, pending: PendingRequest, route: Route) -> None:
+    async def _handle_inline(self, env: Envelope, pending: PendingRequest, route: Route) -> Any:
         """Handle the request ``env`` in the requester's task, as a worker would: this
         subscription is the only responder and is idle, so handing it to a worker would
         only add two trips through the event loop. Counted, traced, answered and failed
         the same way; the request's deadline (or the bus closing) cancels it; supervision
-        after a failure runs in a task of the bus, not the requester's."""
+        after a failure runs in a task of the bus, not the requester's.
+
+        Returns the reply, or :data:`SETTLED` when the outcome is in the request's future
+        (a failure, the deadline or the close, a reply that taps must see)."""
         bus = self._bus
         counter = route.counter
         counter.published += 1
@@ -416,7 +420,7 @@ class Subscription:
                 else:  # the requester was cancelled, or the bus cancelled it
                     self._settle(cancelled=True, limiter=limiter)
                     if pending.interrupted and not task.uncancel():
-                        return  # the deadline or the close: the future says which
+                        return SETTLED  # the deadline or the close: the future says which
                     raise
             except Exception as exc:  # noqa: BLE001 - counted, dead-lettered, replied
                 failure = exc
@@ -443,11 +447,12 @@ class Subscription:
                 if not bus._in_flight and bus._idle_waiters:
                     bus._wake_idle()
                 replies = bus._routes.get(env.reply_to)  # type: ignore[arg-type]
-                if replies is None or replies.taps or pending.future.done():
-                    bus._reply(env, result, None, self)
-                else:  # _reply() without its look-ups: the request is at hand
-                    bus._replies += 1
-                    pending.future.set_result(result)
+                # (a future made already holds an outcome: the deadline passed meanwhile)
+                if replies is not None and not replies.taps and pending.future is None:
+                    bus._replies += 1  # _reply() without its look-ups or a future
+                    return result
+                bus._reply(env, result, None, self)
+            return SETTLED
         finally:
             bus._inline -= 1
             if not bus._inline and bus._inline_idle is not None:

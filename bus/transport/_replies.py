@@ -82,19 +82,20 @@ class ReplyReader:
         correlation_id = msg.subject.rsplit(".", 1)[-1]
         pending: PendingRequest | None = self._core._requests.get(correlation_id)
         reply_type = self._reply_types.pop(correlation_id, None)
-        if pending is None or pending.future.done():
+        if pending is None or pending.settled():
             self._core._late_replies += 1
             return
+        future = pending.result_future()
         if msg.headers and msg.headers.get(_STATUS) == _NO_RESPONDERS:
             self._core._no_responders += 1
-            pending.future.set_exception(NoResponders(pending.subject))
+            future.set_exception(NoResponders(pending.subject))
             return
         self._received += 1
         try:
             frame = _RAW_DECODER.decode(msg.data)
             if frame.error:
                 error = _ERROR_DECODER.decode(frame.payload)
-                pending.future.set_exception(
+                future.set_exception(
                     RemoteError(
                         pending.subject,
                         error.remote_type,
@@ -109,13 +110,13 @@ class ReplyReader:
             else:
                 result = self._decoder(reply_type).decode(msg.data).payload
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            pending.future.set_exception(
+            future.set_exception(
                 RemoteError(pending.subject, "DecodeError", f"undecodable reply: {exc}", "", None)
             )
             return
         self._core._replies += 1
         self._tap_reply(msg, frame, result)
-        pending.future.set_result(result)
+        future.set_result(result)
 
     def _admitter(self, sub: Subscription, durable: Durable | None = None) -> Callable[[Any], Any]:
         core = self._core
