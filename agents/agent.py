@@ -58,12 +58,6 @@ from .task import (
 DETAIL_CHARS = 200  # how much of an answer or a tool result an event carries
 
 
-def _clip(text: str | None) -> str | None:
-    if text is None or len(text) <= DETAIL_CHARS:
-        return text
-    return text[: DETAIL_CHARS - 1] + "…"
-
-
 class Agent(Actor):
     """An agent: ``instructions`` (its system prompt), the ``tools`` it may call, and how
     its answers end.
@@ -204,6 +198,9 @@ class _Run:
     def event(self, kind: EventKind, **fields: Any) -> Awaitable[None]:
         if not self.ctx.bus.listening(self.agent.events):
             return DONE  # nobody subscribes or taps: not even built
+        text = fields.get("text")
+        if text is not None and len(text) > DETAIL_CHARS:  # (clipped only when sent)
+            fields["text"] = text[: DETAIL_CHARS - 1] + "…"
         return self.ctx.publish(
             self.agent.events,
             AgentEvent(
@@ -256,6 +253,7 @@ class _Run:
             answer = await self.think([agent._system, *window.messages])
             message = answer.message
             calls = answer.tool_calls
+            await self.event("llm_answered", text=None if calls else message.content)
             said = AssistantMessage(content=message.content, tool_calls=message.tool_calls)
             if calls:
                 results = await self.act(calls)
@@ -272,7 +270,7 @@ class _Run:
             else:
                 output = None
             await self.remember([said])
-            await self.event("finished", text=_clip(message.content))
+            await self.event("finished", text=message.content)
             return AgentResult(
                 agent=agent.name,
                 conversation_id=self.conversation,
@@ -317,9 +315,7 @@ class _Run:
         self.prompt_tokens += result.usage.prompt_tokens
         self.completion_tokens += result.usage.completion_tokens
         self.cost += result.cost or 0.0
-        text = result.text if not result.tool_calls else None
-        await self.event("llm_answered", text=_clip(text))
-        return result
+        return result  # (its llm_answered event is the caller's: it has the calls at hand)
 
     async def act(self, calls: list[ToolCall]) -> list[ChatMessage]:
         """Run every tool call of one answer at once; their results, in the calls' order."""
@@ -350,7 +346,7 @@ class _Run:
     async def call_tool(self, call: ToolCall) -> ToolResult:
         name = call.function.name
         arguments = call.function.arguments
-        await self.event("tool_called", tool=name, call_id=call.id, text=_clip(arguments))
+        await self.event("tool_called", tool=name, call_id=call.id, text=arguments)
         if name in self.agent._transfers:
             result = self.transfer(call)
         elif name not in self.agent.tools:
@@ -367,7 +363,7 @@ class _Run:
             "tool_answered",
             tool=name,
             call_id=call.id,
-            text=_clip(result.content),
+            text=result.content,
             is_error=result.is_error,
         )
         return result
@@ -420,9 +416,7 @@ class _Run:
 
     async def hand_off(self, target: str, reason: str) -> AgentResult:
         """Let ``target`` continue this conversation; its result answers this task."""
-        await self.event(
-            "handed_off", tool=f"transfer_to_{target}", text=_clip(f"to {target}: {reason}")
-        )
+        await self.event("handed_off", tool=f"transfer_to_{target}", text=f"to {target}: {reason}")
         budget = max(0.001, self.deadline - time.monotonic())
         task = Task(
             content=reason,
@@ -454,7 +448,7 @@ class _Run:
         """Show the model why its answer is not the required output, or give up."""
         agent = self.agent
         self.invalid_outputs += 1
-        await self.event("output_invalid", text=_clip(problem), is_error=True)
+        await self.event("output_invalid", text=problem, is_error=True)
         if self.invalid_outputs > agent.output_retries:
             wanted = agent.output_type.__name__ if agent.output_type else "output"
             raise InvalidOutput(

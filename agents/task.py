@@ -5,6 +5,7 @@ errors a task can end with, and :func:`ask`, which restores them across the bus.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -88,6 +89,7 @@ class AgentEvent(Message, frozen=True, kw_only=True):
     is_error: bool = False
 
 
+@functools.lru_cache(maxsize=4096)  # (asked for on every task: made once per agent)
 def inbox_topic(agent: str) -> Topic[Task, AgentResult]:
     """The subject an agent takes tasks on."""
     return Topic(f"agent.{agent}.inbox", Task, reply=AgentResult)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 import inspect
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
+from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 import anyio.to_thread
 import msgspec
@@ -136,7 +136,7 @@ class Tool(Generic[P, R]):
         """
         call = self.bind(arguments, ctx)
         if self._is_async:
-            result = await cast(Awaitable[Any], call())
+            result = await call()  # (a coroutine function's call: an awaitable)
         else:
             result = await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
         return self.as_text(result)
@@ -152,7 +152,8 @@ class Tool(Generic[P, R]):
         kwargs = self.decode(arguments)
         if self._context_param is not None:
             kwargs[self._context_param] = ctx if ctx is not None else ToolContext()
-        return functools.partial(cast(Callable[..., Any], self.func), **kwargs)
+        func: Callable[..., Any] = self.func  # (no cast(): it builds a generic per call)
+        return functools.partial(func, **kwargs)
 
     def as_text(self, result: Any) -> str:
         """The function's output as the model reads it: a str as is, anything else JSON."""
