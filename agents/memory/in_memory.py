@@ -64,6 +64,15 @@ class InMemoryStore(MemoryStore):
         self._message_count = 0
 
     async def _store_messages(self, conversation_id: str, messages: list[ChatMessage]) -> int:
+        return len(self._store(conversation_id, messages).messages)
+
+    async def _store_and_load(
+        self, conversation_id: str, messages: list[ChatMessage]
+    ) -> tuple[Sequence[ChatMessage], Sequence[int] | None]:
+        conversation = self._store(conversation_id, messages)  # (touched once, not twice)
+        return conversation.messages, conversation.costs
+
+    def _store(self, conversation_id: str, messages: list[ChatMessage]) -> _Conversation:
         conversation = self._touch(conversation_id, create=True)
         assert conversation is not None
         count = self.count_tokens
@@ -76,9 +85,9 @@ class InMemoryStore(MemoryStore):
             kept = trim_history(history, self.max_stored)
             self._trimmed += len(history) - len(kept)
             self._message_count -= len(history) - len(kept)
-            conversation.messages = history = kept
+            conversation.messages = kept
             conversation.costs = [count(m) for m in kept]
-        return len(history)
+        return conversation
 
     async def _load_for_window(
         self, conversation_id: str

@@ -88,9 +88,10 @@ class MemoryStore(Actor, ABC):
         """The newest turns within the request's limits (or the store's), after storing the
         request's ``append`` if it has one; see select_window."""
         if request.append:
-            await self._store_messages(request.conversation_id, request.append)
+            stored, costs = await self._store_and_load(request.conversation_id, request.append)
             self._appends += 1
-        stored, costs = await self._load_for_window(request.conversation_id)
+        else:
+            stored, costs = await self._load_for_window(request.conversation_id)
         messages, tokens, dropped = select_window(
             stored,
             costs=costs,
@@ -155,6 +156,14 @@ class MemoryStore(Actor, ABC):
         """The stored messages and, if the store keeps them, their token counts (by
         ``count_tokens``, in the same order); None: counted when a window is asked for."""
         return await self._load_messages(conversation_id), None
+
+    async def _store_and_load(
+        self, conversation_id: str, messages: list[ChatMessage]
+    ) -> tuple[Sequence[ChatMessage], Sequence[int] | None]:
+        """Append ``messages``, then what :meth:`_load_for_window` gives (a store may do
+        both in one step: every step of an agent asks for both)."""
+        await self._store_messages(conversation_id, messages)
+        return await self._load_for_window(conversation_id)
 
     @abstractmethod
     async def _load_messages(self, conversation_id: str) -> Sequence[ChatMessage]:

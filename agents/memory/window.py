@@ -111,6 +111,27 @@ def _split(messages: Sequence[ChatMessage]) -> tuple[list[int], list[_Turn]]:
     return pinned, turns
 
 
+def _all_sendable(messages: Sequence[ChatMessage]) -> bool:
+    """True if every turn of ``messages`` may be sent: each tool result answers a call of
+    the assistant message before it, and every call has its result (what :func:`_split`
+    finds, in one pass with no turns built; False leaves the question to it)."""
+    waiting: set[str] = set()  # calls of the last assistant message not answered yet
+    calls: set[str] = set()  # all of that message's calls
+    for message in messages:
+        if isinstance(message, ToolMessage):
+            if message.tool_call_id not in calls or message.tool_call_id not in waiting:
+                return False  # a result with no call before it (or twice): _split decides
+            waiting.discard(message.tool_call_id)
+            continue
+        if waiting:
+            return False  # calls missing a result
+        calls = set()
+        if isinstance(message, AssistantMessage) and message.tool_calls:
+            calls = {call.id for call in message.tool_calls}
+            waiting = set(calls)
+    return not waiting
+
+
 def select_window(
     messages: Sequence[ChatMessage],
     *,
@@ -139,6 +160,10 @@ def select_window(
         costs = [count_tokens(m) for m in messages]
     elif len(costs) != len(messages):
         raise ValueError(f"{len(costs)} token counts for {len(messages)} messages")
+    if (max_messages is None or len(messages) <= max_messages) and _all_sendable(messages):
+        total = sum(costs)
+        if max_tokens is None or total <= max_tokens:
+            return list(messages), total, 0  # all of it fits: what the turns below come to
     pinned, turns = _split(messages)
     size = len(pinned)
     tokens = sum(costs[i] for i in pinned)

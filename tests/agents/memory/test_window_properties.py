@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from unittest.mock import patch
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,7 +18,7 @@ from agents.llm.wire import (
     ToolMessage,
     UserMessage,
 )
-from agents.memory import TokenCounter, estimate_tokens, select_window, trim_history
+from agents.memory import TokenCounter, estimate_tokens, select_window, trim_history, window
 
 EXAMPLES = settings(max_examples=200, deadline=None)
 KINDS = ("system", "developer", "user", "assistant", "tools", "unfinished", "orphan")
@@ -242,3 +243,20 @@ def test_token_counts_made_in_advance_give_the_same_window(
     counted_now = select_window(messages, count_tokens=count, **limits_)
     counted_before = select_window(messages, costs=[count(m) for m in messages], **limits_)
     assert counted_before == counted_now
+
+
+@EXAMPLES
+@given(histories(), limits, st.none() | st.integers(0, 400), st.booleans())
+def test_the_whole_history_shortcut_gives_what_the_turns_give(
+    history: list[Turn], max_messages: int | None, max_tokens: int | None, duplicate: bool
+) -> None:
+    """When everything fits and every turn may be sent, the window is taken whole in one
+    pass; it must be exactly what cutting the history into turns gives."""
+    messages = flat(history)
+    if duplicate and any(isinstance(m, ToolMessage) for m in messages):
+        first = next(i for i, m in enumerate(messages) if isinstance(m, ToolMessage))
+        messages.insert(first, messages[first])  # a result given twice
+    shortcut = select_window(messages, max_messages=max_messages, max_tokens=max_tokens)
+    with patch.object(window, "_all_sendable", lambda _: False):  # the turns, always
+        by_turns = select_window(messages, max_messages=max_messages, max_tokens=max_tokens)
+    assert shortcut == by_turns
