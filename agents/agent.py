@@ -17,7 +17,17 @@ from typing import Any
 import anyio
 import msgspec
 
-from bus import DONE, Actor, BufferFull, Context, NoResponders, RemoteError, RequestTimeout, handler
+from bus import (
+    DONE,
+    Actor,
+    BufferFull,
+    Context,
+    DeadlineGrid,
+    NoResponders,
+    RemoteError,
+    RequestTimeout,
+    handler,
+)
 from tools import TOOL_CALL, Tool, ToolCallRequest, ToolResult
 from tools._schema import object_schema
 
@@ -128,6 +138,7 @@ class Agent(Actor):
         self.inbox = inbox_topic(name)
         self.events = events_topic(name)
         self._system = SystemMessage(content=instructions)
+        self._deadlines = DeadlineGrid()  # the tasks' deadlines
         specs: list[WireTool] = [msgspec.convert(t.definition(), FunctionTool) for t in tools]
         specs += [h.tool() for h in self.handoffs]
         self._tool_specs = specs or None
@@ -141,6 +152,9 @@ class Agent(Actor):
                 )
             )
             self._output_decoder = msgspec.json.Decoder(output_type)
+
+    async def on_stop(self) -> None:
+        self._deadlines.clear()
 
     def __repr__(self) -> str:
         return f"<Agent {self.name!r} tools={list(self.tools)}>"
@@ -174,6 +188,7 @@ class Agent(Actor):
             run.loop(),
             lambda: run.step,
             lambda text: run.event("failed", text=text, is_error=True),
+            self._deadlines,
         )
 
 

@@ -17,7 +17,7 @@ from typing import Annotated, Any, TypeVar
 import anyio
 import msgspec
 
-from bus import Actor, Context, HivebusError, handler
+from bus import Actor, Context, DeadlineGrid, HivebusError, handler
 from tools import Tool
 from tools._schema import object_schema
 
@@ -137,6 +137,10 @@ class Supervisor(Actor):
         self.concurrency = concurrency
         self.inbox = inbox_topic(name)
         self.events = events_topic(name)
+        self._deadlines = DeadlineGrid()  # the tasks' deadlines
+
+    async def on_stop(self) -> None:
+        self._deadlines.clear()
 
     def __repr__(self) -> str:
         return f"<Supervisor {self.name!r} workers={self.workers!r}>"
@@ -159,6 +163,7 @@ class Supervisor(Actor):
             run.run(),
             lambda: run.steps,
             lambda text: run.event("failed", text=text, is_error=True),
+            self._deadlines,
         )
 
 
