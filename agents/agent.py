@@ -63,6 +63,7 @@ from .task import (
     answer_by_deadline,
     events_topic,
     inbox_topic,
+    task_timeout,
 )
 
 DETAIL_CHARS = 200  # how much of an answer or a tool result an event carries
@@ -254,6 +255,8 @@ class _Run:
     async def steps(self) -> AgentResult:
         agent = self.agent
         while self.step < agent.max_steps:
+            if time.monotonic() >= self.deadline:  # (the deadline's timer may fire late)
+                raise task_timeout(agent.name, self.deadline - self.started, self.step)
             self.step += 1
             await self.event("step_started")
             unsaved, self.unsaved = self.unsaved, []  # (routed with the request, at its await)

@@ -205,6 +205,13 @@ def restore(exc: RemoteError) -> BaseException:
     return restore_llm_error(exc)
 
 
+def task_timeout(name: str, timeout: float, steps: int, last: str = "") -> TaskTimeout:
+    """What ends a task whose deadline of ``timeout`` seconds passed at step ``steps``."""
+    return TaskTimeout(
+        f"no final answer within {timeout:g}s (step {steps}{last})", agent=name, steps=steps
+    )
+
+
 async def answer_by_deadline(
     name: str,
     timeout: float,
@@ -221,29 +228,26 @@ async def answer_by_deadline(
     an LLM error at the deadline is the deadline too (:class:`TaskTimeout`), whichever
     timer fired first. A ``TimeoutError`` of the work's own is raised as it is.
     """
-    deadline = TaskDeadline(grid, timeout)
+    deadline = TaskDeadline(grid, timeout)  # (up to a grid width late: the work checks too)
     ends = time.monotonic() + timeout - DEADLINE_SLACK
     try:
         return await work
     except asyncio.CancelledError:
         if not deadline.expired():
             raise  # cancelled from outside: the asker gave up, or the bus is closing
-        error = TaskTimeout(
-            f"no final answer within {timeout:g}s (step {step()})", agent=name, steps=step()
-        )
+        error = task_timeout(name, timeout, step())
         await failed(str(error))
         raise error from None
     except LLMError as exc:
         if time.monotonic() < ends:
             await failed(f"{type(exc).__name__}: {exc}")
             raise
-        error = TaskTimeout(
-            f"no final answer within {timeout:g}s (step {step()}; last: {exc})",
-            agent=name,
-            steps=step(),
-        )
+        error = task_timeout(name, timeout, step(), f"; last: {exc}")
         await failed(str(error))
         raise error from exc
+    except TaskTimeout as exc:  # the work saw its deadline pass between two steps
+        await failed(str(exc))
+        raise
     except Exception as exc:
         await failed(f"{type(exc).__name__}: {exc}")
         raise

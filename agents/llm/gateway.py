@@ -86,12 +86,6 @@ class _Tally:
         self.calls = self.prompt_tokens = self.completion_tokens = 0
         self.cost = 0.0
 
-    def add(self, usage: Usage, cost: float | None) -> None:
-        self.calls += 1
-        self.prompt_tokens += usage.prompt_tokens
-        self.completion_tokens += usage.completion_tokens
-        self.cost += cost or 0.0
-
     def merge(self, other: _Tally) -> None:
         self.calls += other.calls
         self.prompt_tokens += other.prompt_tokens
@@ -220,7 +214,9 @@ class LLMGateway(Actor):
         started = self._clock()
         sent = ctx.envelope.timestamp
         if sent > 0:
-            started -= max(0.0, time.time() - sent)
+            queued = time.time() - sent
+            if queued > 0:  # (not a clock that stepped back)
+                started -= queued
         deadline = started + (request.timeout or self.deadline)
         try:
             endpoint = self._sole
@@ -243,7 +239,12 @@ class LLMGateway(Actor):
         tally = self._tallies.get(key)
         if tally is None:
             tally = self._tallies[key] = _Tally()
-        tally.add(result.usage, result.cost)
+        usage = result.usage  # (_Tally.add, inlined: every call ends here)
+        tally.calls += 1
+        tally.prompt_tokens += usage.prompt_tokens
+        tally.completion_tokens += usage.completion_tokens
+        if result.cost:
+            tally.cost += result.cost
         return result
 
     async def _through_chain(
@@ -304,7 +305,8 @@ class LLMGateway(Actor):
         counter = attempts_so_far if attempts_so_far is not None else [0]
         failures = 0
         while True:
-            remaining = deadline - self._clock()
+            now = self._clock()
+            remaining = deadline - now
             if remaining <= 0:
                 raise DeadlineExceeded(
                     f"deadline of {deadline - started:g}s passed",
@@ -323,6 +325,7 @@ class LLMGateway(Actor):
                 with anyio.move_on_after(remaining) as waited:
                     await endpoint.admission.acquire(reserve)
                 admitted = not waited.cancelled_caught
+                now = self._clock()  # (waiting for admission used some of the time)
             if not admitted:
                 raise DeadlineExceeded(
                     f"deadline passed waiting for the endpoint's cap or rate limit "
@@ -334,10 +337,10 @@ class LLMGateway(Actor):
             used = 0  # a failed attempt gives its whole reservation back
             retry_in: float | None = None  # set when another attempt follows
             try:
+                left = deadline - now
                 completion = await endpoint.attempt(
                     wire,
-                    # the time left now: waiting for admission may have used some
-                    min(endpoint.request_timeout, deadline - self._clock()),
+                    endpoint.request_timeout if endpoint.request_timeout < left else left,
                     self._delta_sink(request, ctx, counter[0]) if request.stream else None,
                 )
                 usage = completion.usage or Usage()
