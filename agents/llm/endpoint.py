@@ -177,10 +177,15 @@ class Endpoint:
                     raise self._http_error(response.status, await response.read(), response)
                 self.admission.observe(response.headers)
                 if request.stream:
-                    return await self._read_stream(response, request.model, on_delta)
+                    try:
+                        return await self._read_stream(response, request.model, on_delta)
+                    finally:
+                        response.release()  # (a stream may be left before its end)
+                # read() returns once the connection is back in the pool: nothing to release
                 raw = await response.read()
-            finally:
+            except BaseException:
                 response.release()
+                raise
         except LLMError:
             raise
         except asyncio.CancelledError:

@@ -350,6 +350,28 @@ async def test_an_abandoned_stream_gives_its_connection_back() -> None:
     assert endpoint.admission.stats().in_flight == 0
 
 
+async def test_answers_and_refusals_give_their_connection_back_to_a_pool_of_one() -> None:
+    """A read to the end returns the connection by itself (the gateway does not release
+    it again); an error answer is released on its way out. With one pooled connection,
+    every call after the first needs it back."""
+    async with MockLLM(faults="500:0.5", seed=7) as url:
+        endpoint = Endpoint(name="m", base_url=url, model="x", max_concurrency=1)
+        gateway = LLMGateway([endpoint], retry=Backoff(max_attempts=1))
+        async with Bus() as bus:
+            await bus.add(gateway)
+            outcomes = []
+            with anyio.fail_after(10):
+                for n in range(40):
+                    try:
+                        outcomes.append((await chat(bus, ask(f"call {n}"))).text is not None)
+                    except LLMError:
+                        outcomes.append(False)
+            connector = endpoint._session.connector if endpoint._session else None
+            assert connector is not None and len(connector._acquired) == 0  # none held
+    assert True in outcomes and False in outcomes  # both kinds of answer were seen
+    assert endpoint.admission.stats().in_flight == 0
+
+
 async def test_the_rate_limit_holds_across_calls_on_the_gateway() -> None:
     slept: list[float] = []
     now = [0.0]
