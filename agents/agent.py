@@ -51,6 +51,7 @@ from .patterns.delegation import agent_tool
 from .patterns.handoff import Handoff, as_handoff, including, pass_on, transfer_reason
 from .task import (
     DEFAULT_TASK_DEADLINE,
+    TASK_GRID_WIDTH,
     AgentEvent,
     AgentResult,
     EventKind,
@@ -139,7 +140,7 @@ class Agent(Actor):
         self.inbox = inbox_topic(name)
         self.events = events_topic(name)
         self._system = SystemMessage(content=instructions)
-        self._deadlines = DeadlineGrid()  # the tasks' deadlines
+        self._deadlines = DeadlineGrid(TASK_GRID_WIDTH)  # the tasks' deadlines
         specs: list[WireTool] = [msgspec.convert(t.definition(), FunctionTool) for t in tools]
         specs += [h.tool() for h in self.handoffs]
         self._tool_specs = specs or None
@@ -154,8 +155,10 @@ class Agent(Actor):
             )
             self._output_decoder = msgspec.json.Decoder(output_type)
 
-    async def on_stop(self) -> None:
-        self._deadlines.clear()
+    async def on_start(self) -> None:
+        # A grid of this start's own: its timers are this loop's, and a restart (on_stop,
+        # then this) leaves the tasks still running with the deadlines they have.
+        self._deadlines = DeadlineGrid(TASK_GRID_WIDTH)
 
     def __repr__(self) -> str:
         return f"<Agent {self.name!r} tools={list(self.tools)}>"

@@ -30,6 +30,7 @@ from .llm.errors import LLMError
 from .llm.wire import Usage
 
 DEFAULT_TASK_DEADLINE = 300.0  # seconds, when neither the task nor the agent sets one
+TASK_GRID_WIDTH = 0.1  # seconds at most that a task's deadline fires late (<< ASK_MARGIN)
 DEADLINE_SLACK = 0.05  # seconds: an LLM error this near a task's deadline is the deadline
 ASK_MARGIN = 1.0  # seconds the bus waits past a task's own deadline for the agent's answer
 
@@ -221,35 +222,37 @@ async def answer_by_deadline(
     grid: DeadlineGrid,
 ) -> AgentResult:
     """Await a task's ``work`` within ``timeout`` seconds (watched on the actor's ``grid``:
-    a set insert, where asyncio.timeout's loop timer cost three times as much a task);
-    report what ended it (through ``failed``) and raise it as the asker should see it.
+    a set insert, where asyncio.timeout's loop timer cost three times as much a task; the
+    grid should be a fine one, see :data:`TASK_GRID_WIDTH`); report what ended it (through
+    ``failed``) and raise it as the asker should see it.
 
     An LLM call is given only the task's remaining time, so it may run out of it first:
     an LLM error at the deadline is the deadline too (:class:`TaskTimeout`), whichever
     timer fired first. A ``TimeoutError`` of the work's own is raised as it is.
     """
-    deadline = TaskDeadline(grid, timeout)  # (up to a grid width late: the work checks too)
+    deadline = TaskDeadline(grid, timeout)
     ends = time.monotonic() + timeout - DEADLINE_SLACK
     try:
         return await work
     except asyncio.CancelledError:
-        if not deadline.expired():
+        timed_out = deadline.expired()
+        deadline.stop()
+        if not timed_out:
             raise  # cancelled from outside: the asker gave up, or the bus is closing
         error = task_timeout(name, timeout, step())
         await failed(str(error))
         raise error from None
     except LLMError as exc:
+        deadline.stop()  # (before reporting: the report may wait, and is not the work)
         if time.monotonic() < ends:
             await failed(f"{type(exc).__name__}: {exc}")
             raise
         error = task_timeout(name, timeout, step(), f"; last: {exc}")
         await failed(str(error))
         raise error from exc
-    except TaskTimeout as exc:  # the work saw its deadline pass between two steps
-        await failed(str(exc))
-        raise
     except Exception as exc:
+        deadline.stop()
         await failed(f"{type(exc).__name__}: {exc}")
         raise
     finally:
-        deadline.stop()
+        deadline.stop()  # (again after the except clauses: it is a no-op the second time)

@@ -38,10 +38,15 @@ class DeadlineGrid:
     at most are alive for each (not one per 10 ms over five minutes).
     """
 
-    __slots__ = ("buckets",)
+    __slots__ = ("buckets", "max_width")
 
-    def __init__(self) -> None:
+    def __init__(self, max_width: float | None = None) -> None:
+        """``max_width``: the coarsest grid used, in seconds (how late a deadline may fire
+        at most, for a caller whose own margin is smaller than 1 % of its timeouts)."""
+        if max_width is not None and max_width < GRID_FLOOR:
+            raise ValueError(f"max_width must be >= {GRID_FLOOR}s, got {max_width!r}")
         self.buckets: dict[_Key, tuple[asyncio.TimerHandle, set[Expiring]]] = {}
+        self.max_width = max_width
 
     @staticmethod
     def width(timeout: float) -> float:
@@ -66,6 +71,8 @@ class DeadlineGrid:
             return None
         else:
             width = self.width(timeout)
+            if self.max_width is not None and width > self.max_width:
+                width = self.max_width
         key = (width, int((loop.time() + timeout) / width) + 1)
         bucket = self.buckets.get(key)
         if bucket is None:

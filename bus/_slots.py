@@ -4,6 +4,7 @@ can be taken without a coroutine (a request handled inline takes one on every ca
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 
 
@@ -45,7 +46,8 @@ class Slots:
             if waiter.done() and not waiter.cancelled():
                 self.release()  # handed a slot while being cancelled: pass it on
             else:
-                self._waiters.remove(waiter)
+                with contextlib.suppress(ValueError):  # (release() may have dropped it)
+                    self._waiters.remove(waiter)
             raise
 
     def release(self) -> None:

@@ -35,6 +35,7 @@ from ..llm.wire import (
 from ..memory import MEMORY_APPEND, MEMORY_WINDOW, MemoryAppend, MemoryWindow
 from ..task import (
     DEFAULT_TASK_DEADLINE,
+    TASK_GRID_WIDTH,
     AgentEvent,
     AgentResult,
     EventKind,
@@ -137,10 +138,12 @@ class Supervisor(Actor):
         self.concurrency = concurrency
         self.inbox = inbox_topic(name)
         self.events = events_topic(name)
-        self._deadlines = DeadlineGrid()  # the tasks' deadlines
+        self._deadlines = DeadlineGrid(TASK_GRID_WIDTH)  # the tasks' deadlines
 
-    async def on_stop(self) -> None:
-        self._deadlines.clear()
+    async def on_start(self) -> None:
+        # A grid of this start's own: its timers are this loop's, and a restart (on_stop,
+        # then this) leaves the tasks still running with the deadlines they have.
+        self._deadlines = DeadlineGrid(TASK_GRID_WIDTH)
 
     def __repr__(self) -> str:
         return f"<Supervisor {self.name!r} workers={self.workers!r}>"

@@ -115,3 +115,18 @@ async def test_a_deadline_never_fires_early_on_any_grid() -> None:
         assert now + timeout <= tick * width <= loop.time() + timeout + width
     assert grid.watch(loop, math.inf, Entry()) is None
     grid.clear()
+
+
+async def test_a_grid_may_be_capped_for_callers_with_a_small_margin() -> None:
+    loop = asyncio.get_running_loop()
+    capped = DeadlineGrid(max_width=0.1)
+
+    class Entry:
+        def expire(self) -> None:
+            pass
+
+    for timeout in (5.0, 50.0, 300.0, 5000.0):
+        key = capped.watch(loop, timeout, Entry())
+        assert key is not None
+        assert key[0] == min(DeadlineGrid.width(timeout), 0.1)
+    capped.clear()

@@ -65,6 +65,18 @@ async def test_a_cancelled_waiter_loses_no_slot() -> None:
     assert slots.free == 1
 
 
+async def test_a_waiter_cancelled_as_a_slot_frees_raises_its_cancellation() -> None:
+    slots = Slots(1)
+    await slots.acquire()
+    waiting = asyncio.create_task(slots.acquire())
+    await asyncio.sleep(0)
+    waiting.cancel()  # its future is cancelled, its task has not run yet ...
+    slots.release()  # ... and the release passes it over, in the same turn
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert slots.free == 1 and not slots.locked()
+
+
 def test_take_is_for_a_free_slot_only() -> None:
     slots = Slots(2)
     slots.take()
@@ -127,3 +139,45 @@ async def test_an_actors_handlers_share_its_limit_inline_and_in_workers() -> Non
         assert all(1 <= r.running <= 2 for r in replies)
         limiter = pair.subscriptions[0]._limiter
         assert limiter is not None and limiter.free == 2  # every slot given back
+
+
+class Slow(Message, frozen=True):
+    n: int
+
+
+class Quick(Message, frozen=True):
+    n: int
+
+
+SLOW = Topic("slots.slow", Slow)
+QUICK = Topic("slots.quick", Quick)
+
+
+class OneAtATime(Actor):
+    concurrency = 1
+
+    def __init__(self) -> None:
+        super().__init__("one")
+
+    @handler(SLOW)
+    async def slow(self, message: Slow) -> None:
+        await asyncio.sleep(10)
+
+    @handler(QUICK)
+    async def quick(self, message: Quick) -> None:
+        pass
+
+
+async def test_a_forced_close_with_a_handler_waiting_for_the_actors_slot() -> None:
+    bus = Bus("slots-close")
+    async with bus:
+        await bus.add(OneAtATime())
+        await bus.publish(SLOW, Slow(n=1))  # holds the actor's only slot
+        await asyncio.sleep(0.01)
+        await bus.publish(QUICK, Quick(n=1))  # its worker waits for that slot
+        await asyncio.sleep(0.01)
+        report = await bus.close(timeout=0.05)
+    # both cut short and counted (the one waiting for the slot too); the close raises
+    # nothing
+    assert report.interrupted == 2 and report.unprocessed == 0
+    assert report.by_subscription == {"one.slow": 1, "one.quick": 1}
