@@ -10,6 +10,7 @@ as :class:`~agents.task.AgentEvent` on ``agent.<name>.events``, caused by the ta
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Awaitable, Sequence
 from typing import Any
@@ -203,6 +204,7 @@ class _Run:
         self.agent = agent
         self.task = task
         self.ctx = ctx
+        self.listening = functools.partial(ctx.bus.listening, agent.events)  # (per event)
         self.conversation = task.conversation_id or ctx.id
         self.step = 0
         self.tool_calls = 0
@@ -215,7 +217,7 @@ class _Run:
         self.deadline = self.started + (task.timeout or agent.deadline)
 
     def event(self, kind: EventKind, **fields: Any) -> Awaitable[None]:
-        if not self.ctx.bus.listening(self.agent.events):
+        if not self.listening():
             return DONE  # nobody subscribes or taps: not even built
         text = fields.get("text")
         if text is not None and len(text) > DETAIL_CHARS:  # (clipped only when sent)

@@ -65,14 +65,16 @@ class DeadlineGrid:
     ) -> _Key | None:
         """Call ``entry.expire()`` ``timeout`` seconds from now (up to a grid width later)
         unless :meth:`forget` comes first. ``math.inf`` watches nothing."""
-        if timeout < 10.0:
+        if timeout < 10.0:  # (width(), inlined for the common timeouts)
             width = GRID_FLOOR
+        elif timeout < 1000.0:
+            width = 0.1 if timeout < 100.0 else 1.0
         elif timeout == math.inf:
             return None
         else:
             width = self.width(timeout)
-            if self.max_width is not None and width > self.max_width:
-                width = self.max_width
+        if self.max_width is not None and width > self.max_width:
+            width = self.max_width
         key = (width, int((loop.time() + timeout) / width) + 1)
         bucket = self.buckets.get(key)
         if bucket is None:
