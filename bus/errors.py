@@ -91,3 +91,20 @@ class DrainTimeout(HivebusError, TimeoutError):
         self.timeout = timeout
         self.pending = pending
         self.busy = busy or {}
+
+
+class DurableConflict(HivebusError):
+    """Over NATS, a durable topic's subject overlaps a JetStream stream that does not keep
+    all of it (JetStream keeps a subject in one stream only): ``subject`` cannot be kept
+    as its own stream, nor in ``stream``, whose subjects are ``kept``."""
+
+    def __init__(self, subject: str, stream: str, kept: list[str]) -> None:
+        super().__init__(
+            f"durable topic {subject!r} overlaps stream {stream!r} (subjects "
+            f"{', '.join(map(repr, kept))}), which does not keep all of it: JetStream keeps a "
+            "subject in one stream only. Declare the wider durable topic first (its stream "
+            "then keeps the narrower one too), or make them one topic"
+        )
+        self.subject = subject
+        self.stream = stream
+        self.kept = kept

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .._message import Durability
+from ..errors import DurableConflict
 from ._wire import _PAYLOAD_ANY, _RAW_DECODER
 
 if TYPE_CHECKING:
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
     from .nats import NatsBridge
 
 log = logging.getLogger("hivebus.bus.nats")
+
+SUBJECTS_OVERLAP = 10065  # JetStream's error code: the subjects are another stream's
 
 # Seconds a fetch waits on the server. A message given back (nak) is redelivered no
 # sooner, so that it does not go to a fetch the closing bus left pending.
@@ -51,6 +54,23 @@ def stream_name(subject: str) -> str:
     readable = subject.replace(".", "_").replace("*", "STAR").replace(">", "REST")
     digest = hashlib.blake2s(subject.encode(), digest_size=4).hexdigest()
     return f"HIVE_{readable}_{digest}"
+
+
+def covers(pattern: str, subject: str) -> bool:
+    """Whether every subject that ``subject`` (a subject or a pattern) stands for matches
+    ``pattern``: ``ov.*`` covers ``ov.a`` and ``ov.*``, not ``ov.>`` nor ``ov.a.b``."""
+    wide, narrow = pattern.split("."), subject.split(".")
+    for i, token in enumerate(wide):
+        if token == ">":
+            return len(narrow) > i
+        if i >= len(narrow) or narrow[i] == ">" or token not in ("*", narrow[i]):
+            return False
+    return len(wide) == len(narrow)
+
+
+def permanent(exc: BaseException) -> bool:
+    """A durable publish's failure that retrying cannot mend (the writer moves on)."""
+    return isinstance(exc, DurableConflict)
 
 
 def consumer_name(sub: Subscription, process: str) -> str:
@@ -67,6 +87,7 @@ class Durable:
         self.bridge = bridge
         self.js: Any = None
         self.streams: set[str] = set()
+        self.kept_in: dict[str, str] = {}  # subject -> a wider topic's stream keeping it
         # (subscription, envelope id) -> the JetStream message, until acknowledged
         self.held: dict[tuple[Subscription, str], Any] = {}
         self.pullers: dict[Subscription, asyncio.Task[None]] = {}
@@ -77,8 +98,10 @@ class Durable:
         self.beat_every = 0.0
 
     async def stream(self, subject: str, durability: Durability) -> str:
-        """The topic's stream, made (or brought to the topic's settings) once."""
-        name = stream_name(subject)
+        """The topic's stream, made (or brought to the topic's settings) once; or the
+        stream of a wider durable topic that keeps this subject already (JetStream keeps
+        a subject in one stream only: it is kept there, with that stream's retention)."""
+        name = self.kept_in.get(subject) or stream_name(subject)
         if name in self.streams:
             return name
         if self.js is None:
@@ -94,9 +117,21 @@ class Durable:
 
         try:
             await self.js.add_stream(**settings)
-        except nats.js.errors.BadRequestError:  # it exists with other settings: take ours
-            await self.js.update_stream(**settings)
+        except nats.js.errors.BadRequestError as exc:
+            if exc.err_code != SUBJECTS_OVERLAP:  # it exists with other settings: take ours
+                await self.js.update_stream(**settings)
+            else:
+                name = await self._keeper(subject)
+                self.kept_in[subject] = name
         self.streams.add(name)
+        return name
+
+    async def _keeper(self, subject: str) -> str:
+        """The stream that ``subject`` overlaps, if it keeps all of it."""
+        name: str = await self.js.find_stream_name_by_subject(subject)
+        kept = list((await self.js.stream_info(name)).config.subjects or ())
+        if not any(covers(pattern, subject) for pattern in kept):
+            raise DurableConflict(subject, name, kept)
         return name
 
     async def publish(self, subject: str, durability: Durability, data: bytes, id: str) -> None:

@@ -44,7 +44,7 @@ from .._message import Durability, Envelope
 from .._request import ErrorReply, error_reply
 from .._routing import Route
 from ._direct import DirectPublisher
-from ._durable import FETCH_EXPIRY, Durable
+from ._durable import FETCH_EXPIRY, Durable, permanent
 from ._replies import ReplyReader
 from ._wire import (
     _ENCODER,
@@ -398,7 +398,7 @@ class NatsBridge(ReplyReader):
             except Exception as exc:  # noqa: BLE001 - counted and logged; the writer goes on
                 if not self._connected and not self._closing:
                     continue  # the connection dropped under it: again once it is back
-                if kind == "jspub" and retries * 0.5 < self.outage_timeout:
+                if kind == "jspub" and retries * 0.5 < self.outage_timeout and not permanent(exc):
                     retries += 1  # (the id dedupes a stored retry)
                     await asyncio.sleep(0.5)
                     continue

@@ -19,6 +19,7 @@ from bus import (
     RequestTimeout,
     Topic,
 )
+from bus.transport._durable import covers
 
 from ..nats_server import NatsServer
 
@@ -239,3 +240,74 @@ async def test_a_durable_copy_whose_requester_gave_up_is_acknowledged_not_held(
         await bus.drain(5)
         assert bus._bridge is not None and bus._bridge._durable.held == {}
         assert bus.stats().cancelled == 1  # the skipped copy
+
+
+WIDE = Topic("kept.*", Job, durable=True)
+NARROW = Topic("kept.a", Job, durable=True)
+PLAIN = Topic("plain.after", Job)
+
+
+async def test_a_durable_topic_inside_a_wider_ones_stream_is_kept_there(
+    nats_server: NatsServer,
+) -> None:
+    """JetStream keeps a subject in one stream only: a durable publish to ``kept.a`` once
+    ``kept.*`` has its stream goes into that one (it was retried for 30 s, holding up
+    everything behind it, and then dropped with a log line)."""
+    async with Bus("kept", transport=nats_server.url) as bus:
+        wide: list[int] = []
+        plain: list[int] = []
+        bus.subscribe(WIDE, lambda m: wide.append(m.n), queue="w")
+        bus.subscribe(PLAIN, lambda m: plain.append(m.n))
+        await bus.drain(5)
+        await bus.publish(NARROW, Job(n=1))
+        await bus.publish(PLAIN, Job(n=2))
+        with anyio.fail_after(5):
+            while not (wide and plain):  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        narrow: list[int] = []
+        bus.subscribe(NARROW, lambda m: narrow.append(m.n), queue="n")  # on kept.*'s stream
+        await bus.publish(NARROW, Job(n=3))
+        with anyio.fail_after(5):
+            while 3 not in narrow or 3 not in wide:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        assert bus.transport_stats().errors == 0  # type: ignore[union-attr]
+    assert wide[0] == 1 and plain == [2]
+
+
+async def test_a_wider_durable_topic_after_a_narrower_one_is_refused_and_named(
+    nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with Bus("narrow-first", transport=nats_server.url) as bus:
+        await bus.publish(NARROW, Job(n=1))  # kept.a gets its own stream
+        await bus.drain(5)
+        bus.subscribe(WIDE, lambda m: None, queue="w")  # kept.* cannot have one now
+        plain: list[int] = []
+        bus.subscribe(PLAIN, lambda m: plain.append(m.n))
+        await bus.drain(5)
+        await bus.publish(PLAIN, Job(n=2))
+        with anyio.fail_after(5):  # the writer went on
+            while not plain:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        assert bus.transport_stats().errors == 1  # type: ignore[union-attr]
+    assert any(
+        "DurableConflict" in r.getMessage() and "'kept.*' overlaps stream" in r.getMessage()
+        for r in caplog.records
+    ), [r.getMessage() for r in caplog.records]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "subject", "covered"),
+    [
+        ("ov.*", "ov.a", True),
+        ("ov.*", "ov.*", True),
+        ("ov.*", "ov.>", False),
+        ("ov.*", "ov.a.b", False),
+        ("ov.>", "ov.a.b", True),
+        ("ov.>", "ov", False),
+        ("ov.a", "ov.*", False),
+        ("ov.a", "ov.a", True),
+        (">", "anything.at.all", True),
+    ],
+)
+def test_which_stream_patterns_cover_a_subject(pattern: str, subject: str, covered: bool) -> None:
+    assert covers(pattern, subject) is covered
