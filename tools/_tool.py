@@ -146,6 +146,11 @@ class Tool(Generic[P, R]):
         """True for a coroutine function; a sync one is run in a worker thread."""
         return self._is_async
 
+    @property
+    def takes_context(self) -> bool:
+        """True if the function declares a :class:`ToolContext` parameter."""
+        return self._context_param is not None
+
     def bind(self, arguments: str | bytes, ctx: ToolContext | None = None) -> Callable[[], Any]:
         """The call the model's ``arguments`` stand for, ready to make (decoded and
         validated now: raises :class:`MalformedArguments` or :class:`InvalidArguments`)."""

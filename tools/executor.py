@@ -137,11 +137,15 @@ class ToolExecutor(Actor):
             return self._error(request, tallies, "unknown_tool", self._unknown(request.name))
         tallies.append(self._by_tool[tool.name])
         tallies[1].calls += 1
-        tool_ctx = ToolContext(
-            call_id=request.call_id,
-            conversation_id=request.conversation_id,
-            agent=request.agent,
-            context=ctx,
+        tool_ctx = (  # (made only for a tool that reads it)
+            ToolContext(
+                call_id=request.call_id,
+                conversation_id=request.conversation_id,
+                agent=request.agent,
+                context=ctx,
+            )
+            if tool.takes_context
+            else None
         )
         self._in_flight += 1
         try:
@@ -182,7 +186,7 @@ class ToolExecutor(Actor):
     async def on_stop(self) -> None:
         self._threads.stop()
 
-    async def _run(self, tool: Tool[..., Any], arguments: str, ctx: ToolContext) -> str:
+    async def _run(self, tool: Tool[..., Any], arguments: str, ctx: ToolContext | None) -> str:
         limiter = self._limiters.get(tool.name)
         timeout = tool.timeout or self.default_timeout
         if not tool.is_async:  # its slot is held until its thread is done (see ToolThreads)
