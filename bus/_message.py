@@ -42,6 +42,13 @@ class Durability(msgspec.Struct, frozen=True, kw_only=True):
     max_bytes: int = 1 << 30
     duplicate_window: float = 120.0
 
+    def __post_init__(self) -> None:
+        # (here, where the topic is declared, not as a stream the server refuses later)
+        for field in ("ack_wait", "max_deliver", "max_age", "max_bytes", "duplicate_window"):
+            value = getattr(self, field)
+            if not value > 0:
+                raise ValueError(f"Durability: {field} must be > 0, got {value!r}")
+
 
 class Topic(Generic[T, R]):
     """A subject bound to a message type (and, for requests, the reply type).

@@ -102,8 +102,10 @@ class DurableConflict(HivebusError):
         super().__init__(
             f"durable topic {subject!r} overlaps stream {stream!r} (subjects "
             f"{', '.join(map(repr, kept))}), which does not keep all of it: JetStream keeps a "
-            "subject in one stream only. Declare the wider durable topic first (its stream "
-            "then keeps the narrower one too), or make them one topic"
+            "subject in one stream only. A wider durable topic's stream must be made before "
+            "any narrower one's (subscribe to it before anything is published to the "
+            "narrower subjects; its stream then keeps them too), or the narrower streams "
+            "removed (`nats stream rm`); or make them one topic"
         )
         self.subject = subject
         self.stream = stream

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("hivebus.bus.nats")
 
 SUBJECTS_OVERLAP = 10065  # JetStream's error code: the subjects are another stream's
+_REFUSED_SETTINGS = {10052}  # a stream's settings refused, though answered as a 500
 
 # Seconds a fetch waits on the server. A message given back (nak) is redelivered no
 # sooner, so that it does not go to a fetch the closing bus left pending.
@@ -69,8 +70,15 @@ def covers(pattern: str, subject: str) -> bool:
 
 
 def permanent(exc: BaseException) -> bool:
-    """A durable publish's failure that retrying cannot mend (the writer moves on)."""
-    return isinstance(exc, DurableConflict)
+    """A durable publish's failure that retrying cannot mend (the writer moves on): the
+    server refused the stream's settings, not a server that is away or busy."""
+    import nats.js.errors
+
+    if isinstance(exc, DurableConflict):
+        return True
+    if isinstance(exc, nats.js.errors.APIError):
+        return exc.code == 400 or exc.err_code in _REFUSED_SETTINGS
+    return False
 
 
 def consumer_name(sub: Subscription, process: str) -> str:
@@ -101,7 +109,10 @@ class Durable:
         """The topic's stream, made (or brought to the topic's settings) once; or the
         stream of a wider durable topic that keeps this subject already (JetStream keeps
         a subject in one stream only: it is kept there, with that stream's retention)."""
-        name = self.kept_in.get(subject) or stream_name(subject)
+        kept = self.kept_in.get(subject)
+        if kept is not None:
+            return kept
+        name = stream_name(subject)
         if name in self.streams:
             return name
         if self.js is None:
@@ -121,10 +132,15 @@ class Durable:
             if exc.err_code != SUBJECTS_OVERLAP:  # it exists with other settings: take ours
                 await self.js.update_stream(**settings)
             else:
-                name = await self._keeper(subject)
-                self.kept_in[subject] = name
+                kept = self.kept_in[subject] = await self._keeper(subject)
+                return kept
         self.streams.add(name)
         return name
+
+    def forget(self, subject: str) -> None:
+        """The subject's stream is not there (deleted): made again on the next use."""
+        self.streams.discard(stream_name(subject))
+        self.kept_in.pop(subject, None)
 
     async def _keeper(self, subject: str) -> str:
         """The stream that ``subject`` overlaps, if it keeps all of it."""
@@ -135,8 +151,14 @@ class Durable:
         return name
 
     async def publish(self, subject: str, durability: Durability, data: bytes, id: str) -> None:
+        import nats.js.errors
+
         await self.stream(subject, durability)
-        await self.js.publish(subject, data, headers={"Nats-Msg-Id": id}, timeout=5)
+        try:
+            await self.js.publish(subject, data, headers={"Nats-Msg-Id": id}, timeout=5)
+        except nats.js.errors.NoStreamResponseError:
+            self.forget(subject)  # deleted under us: the retry makes it again
+            raise
 
     async def consume(self, sub: Subscription) -> None:
         """Start taking the subscription's messages from its durable consumer."""
@@ -155,6 +177,8 @@ class Durable:
             inactive_threshold=None if sub.queue else max(3600.0, durability.ack_wait * 4),
         )
         consumer = consumer_name(sub, self.bridge._core._id_prefix)
+        if stream != stream_name(subject):  # a wider topic's stream: its consumers are there
+            consumer += "_" + hashlib.blake2s(subject.encode(), digest_size=4).hexdigest()
         # The server gives up on a message after max_deliver deliveries: it says so on an
         # advisory subject, and one member of the consumer dead-letters it here.
         await self.bridge._nc.subscribe(

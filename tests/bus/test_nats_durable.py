@@ -14,12 +14,13 @@ from bus import (
     Bus,
     DeadLetter,
     Durability,
+    DurableConflict,
     Message,
     RemoteError,
     RequestTimeout,
     Topic,
 )
-from bus.transport._durable import covers
+from bus.transport._durable import covers, permanent, stream_name
 
 from ..nats_server import NatsServer
 
@@ -244,6 +245,7 @@ async def test_a_durable_copy_whose_requester_gave_up_is_acknowledged_not_held(
 
 WIDE = Topic("kept.*", Job, durable=True)
 NARROW = Topic("kept.a", Job, durable=True)
+OTHER = Topic("kept.b", Job, durable=True)
 PLAIN = Topic("plain.after", Job)
 
 
@@ -265,13 +267,21 @@ async def test_a_durable_topic_inside_a_wider_ones_stream_is_kept_there(
             while not (wide and plain):  # noqa: ASYNC110
                 await anyio.sleep(0.01)
         narrow: list[int] = []
-        bus.subscribe(NARROW, lambda m: narrow.append(m.n), queue="n")  # on kept.*'s stream
-        await bus.publish(NARROW, Job(n=3))
+        # on kept.*'s stream, and in a group of the same name as kept.*'s: consumers of
+        # their own all the same (a shared one took kept.* messages for kept.a)
+        bus.subscribe(NARROW, lambda m: narrow.append(m.n), queue="w")
+        await bus.drain(5)
+        for n in range(3, 9):
+            await bus.publish(NARROW if n % 2 else OTHER, Job(n=n))
         with anyio.fail_after(5):
-            while 3 not in narrow or 3 not in wide:  # noqa: ASYNC110
+            while len(wide) < 7 or len(narrow) < 4:  # noqa: ASYNC110
                 await anyio.sleep(0.01)
+        await bus.drain(5)
         assert bus.transport_stats().errors == 0  # type: ignore[union-attr]
-    assert wide[0] == 1 and plain == [2]
+    assert sorted(wide) == [1, 3, 4, 5, 6, 7, 8] and plain == [2]
+    # only its own subject's, the one kept before it subscribed included (as a new
+    # consumer of a topic's own stream gets what the stream keeps)
+    assert sorted(narrow) == [1, 3, 5, 7]
 
 
 async def test_a_wider_durable_topic_after_a_narrower_one_is_refused_and_named(
@@ -311,3 +321,40 @@ async def test_a_wider_durable_topic_after_a_narrower_one_is_refused_and_named(
 )
 def test_which_stream_patterns_cover_a_subject(pattern: str, subject: str, covered: bool) -> None:
     assert covers(pattern, subject) is covered
+
+
+async def test_a_durable_stream_removed_under_the_bus_is_made_again(
+    nats_server: NatsServer,
+) -> None:
+    topic = Topic("kept.alone", Job, durable=True)
+    async with Bus("again", transport=nats_server.url) as bus:
+        assert bus._bridge is not None
+        bus._bridge.outage_timeout = 5.0
+        await bus.publish(topic, Job(n=1))
+        await bus.drain(5)
+        durable = bus._bridge._durable
+        await durable.js.delete_stream(stream_name("kept.alone"))  # an operator's `rm`
+        await bus.publish(topic, Job(n=2))
+        with anyio.fail_after(4):  # one retry, not the whole outage_timeout
+            await bus.drain(5)
+        info = await durable.js.stream_info(stream_name("kept.alone"))
+        assert info.state.messages == 1  # the second one, in the stream made again
+        assert bus.transport_stats().errors == 0  # type: ignore[union-attr]
+
+
+def test_a_durability_that_no_stream_could_have_is_refused_when_declared() -> None:
+    for field in ("ack_wait", "max_deliver", "max_age", "max_bytes", "duplicate_window"):
+        with pytest.raises(ValueError, match=f"{field} must be > 0"):
+            Durability(**{field: 0})
+
+
+def test_only_refusals_of_the_streams_settings_are_not_retried() -> None:
+    import nats.errors
+    import nats.js.errors
+
+    assert permanent(DurableConflict("kept.*", "HIVE_kept_a", ["kept.a"]))
+    assert permanent(nats.js.errors.BadRequestError(code=400, err_code=10058))
+    assert permanent(nats.js.errors.ServerError(code=500, err_code=10052))
+    assert not permanent(nats.js.errors.ServiceUnavailableError(code=503))
+    assert not permanent(nats.js.errors.NoStreamResponseError())
+    assert not permanent(nats.errors.TimeoutError())
