@@ -35,7 +35,9 @@ class DeadlineGrid:
 
     The grid is 10 ms, or about 1 % of a longer timeout (a power of ten): a deadline never
     fires early and at most that late, and however long the timeouts, a few hundred buckets
-    at most are alive for each (not one per 10 ms over five minutes).
+    at most are alive for each (not one per 10 ms over five minutes). A grid with a
+    ``max_width`` trades buckets for lateness: at most ``timeout / max_width`` of them
+    (3,000 for five minutes at 0.1 s, still one timer per bucket, not per deadline).
     """
 
     __slots__ = ("buckets", "max_width")
