@@ -150,11 +150,7 @@ class TaskDeadline:
 
     def stop(self) -> None:
         """Stop watching; undo a cancellation that fired as the work ended anyway."""
-        key = self._key
-        if key is not None:  # (forget(), inlined: every attempt ends here)
-            bucket = self._grid.buckets.get(key)
-            if bucket is not None:
-                bucket[1].discard(self)
+        self._grid.forget(self._key, self)
         if self._fired:
             self._fired = False
             self._task.uncancel()
