@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -16,6 +18,7 @@ import pytest
 
 from agents import load_config, open_runtime
 from agents.monitor import MonitorError, MonitorHub, MonitorServer, serve_monitor, serve_replay
+from agents.monitor import hub as monitor_hub
 from bus import Bus, Message, Topic, TraceRecorder
 from bus.trace import TraceFormatError
 
@@ -180,32 +183,75 @@ async def test_a_page_that_never_reads_loses_frames_not_the_bus() -> None:
                 stalled.close()
 
 
-async def test_over_its_budget_it_samples_and_says_so() -> None:
+class FakeClock:
+    """The hub's monotonic clock, moved by the test only: what the budget allows is then
+    exact, however slowly a loaded machine runs the test."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = 1024.0  # (whole binary fractions from here on: no rounding in the bucket)
+        fake = SimpleNamespace(
+            monotonic=lambda: self.now, perf_counter=time.perf_counter, time=time.time
+        )
+        monkeypatch.setattr(monitor_hub, "time", fake)
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+async def until(condition: Callable[[], object]) -> None:
+    """Wait for the server's own ticks to bring ``condition`` about."""
+    with anyio.fail_after(10):
+        while not condition():  # noqa: ASYNC110
+            await anyio.sleep(0.01)
+
+
+async def test_over_its_budget_it_samples_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     """A burst up to ``burst`` is shown whole; past it, ``budget`` records a second."""
+    clock = FakeClock(monkeypatch)
     async with Bus("busy") as bus:
         bus.subscribe(NOTES, lambda note: None)
         hub = MonitorHub(budget=100, burst=50, tick=0.1)
         hub.attach(bus)
         async with MonitorServer(hub=hub) as monitor, aiohttp.ClientSession() as http:
-            for n in range(40):  # within the burst: every one
-                bus.publish_nowait(NOTES, Note(n=n))
-            await anyio.sleep(0.15)
-            assert (hub.seen, hub.sampled_out) == (40, 0)
-            for n in range(500):
-                bus.publish_nowait(NOTES, Note(n=n))
-            await anyio.sleep(0.35)
-            snap = (await get(http, monitor.url + "api/snapshot"))[1]
-    assert hub.seen == 540
-    shown = len(hub.state.records)
-    # what was left of the burst (~10) and then about 100/s for the ~0.1 s until the tick
-    assert 40 + 5 <= shown <= 40 + 40 and hub.sampled_out == 540 - shown
-    assert snap["monitor"]["sampled_out"] == hub.sampled_out
-    assert {s["subject"]: s["count"] for s in snap["bus"]["subjects"]}["notes.posted"] == 540
+
+            async def publish_and_count(n: int) -> dict[str, Any]:
+                for i in range(n):
+                    bus.publish_nowait(NOTES, Note(n=i))
+                await until(lambda: hub._taken and not hub._pending)  # a tick took them
+                return await hub.snapshot()  # (the buses' exact counts)
+
+            await publish_and_count(40)  # within the burst: every one
+            assert (hub.seen, hub.shown, hub.sampled_out) == (40, 40, 0)
+            snap = await publish_and_count(500)
+            # the 10 left of the burst are shown; the others counted, and the taps go off
+            assert (hub.seen, hub.shown, hub.sampled_out) == (540, 50, 490)
+            assert hub.dark_until
+            assert snap["monitor"]["sampled_out"] == 490
+            subjects = {s["subject"]: s["count"] for s in snap["bus"]["subjects"]}
+            assert subjects["notes.posted"] == 540
+            clock.advance(0.5)  # back on, with 0.5 s of budget: a whole burst again
+            await until(lambda: not hub.dark_until)
+            await publish_and_count(100)
+            assert (hub.seen, hub.shown) == (640, 100)
+            clock.advance(0.25)  # a quarter of a second later: 25 records' worth
+            await until(lambda: not hub.dark_until)
+            await publish_and_count(100)
+            assert (hub.seen, hub.shown, hub.sampled_out) == (740, 125, 615)
+            page, said = (
+                monitor.url + "api/snapshot",
+                {"dropped": 0, "sampled_out": 615, "seen": 740},
+            )
+            with anyio.fail_after(10):  # the page's snapshot says as much (it is cached 0.5 s)
+                while (await get(http, page))[1]["monitor"] != said:  # noqa: ASYNC110
+                    await anyio.sleep(0.1)
 
 
-async def test_flooded_it_takes_its_taps_off_for_a_while_and_counts_exactly() -> None:
+async def test_flooded_it_takes_its_taps_off_for_a_while_and_counts_exactly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Past its budget it samples in time: the taps are off for a while (the bus pays
     nothing for being watched), then back; the counters stay exact all along."""
+    clock = FakeClock(monkeypatch)
     async with Bus("flood") as bus:
         bus.subscribe(NOTES, lambda note: None)
         hub = MonitorHub(budget=100, burst=10, tick=0.1)
@@ -217,19 +263,22 @@ async def test_flooded_it_takes_its_taps_off_for_a_while_and_counts_exactly() ->
         assert hub.shown == 10 and watched.tap is not None
         for n in range(200):
             bus.publish_nowait(NOTES, Note(n=n))
-        await anyio.sleep(0.05)
-        await hub.tick()  # ~5 allowed of 10: dark for up to a second, in proportion
-        assert watched.tap is None and hub.dark_until > 0
+        clock.advance(0.03125)
+        await hub.tick()  # 3 allowed of 10: dark for a while, in proportion (0.23 s)
+        assert hub.shown == 13 and watched.tap is None
+        assert hub.dark_until == pytest.approx(clock.now + 0.1 * 7 / 3)
         for n in range(50):  # unseen by the monitor, but counted by the bus
             bus.publish_nowait(NOTES, Note(n=n))
         assert len(hub._pending) == 0
-        with anyio.fail_after(3):
-            while hub.dark_until:
-                await anyio.sleep(0.05)
-                await hub.tick()
-        assert watched.tap is not None  # back on
+        clock.advance(0.125)
+        await hub.tick()
+        assert hub.dark_until and watched.tap is None  # still dark
+        clock.advance(0.125)
+        await hub.tick()
+        assert not hub.dark_until and watched.tap is not None  # back on
         snap = await hub.snapshot()
     assert snap["monitor"]["seen"] == 450 == hub.shown + hub.sampled_out
+    assert hub.shown == 13
     assert {s["subject"]: s["count"] for s in snap["bus"]["subjects"]}["notes.posted"] == 450
 
 
