@@ -18,17 +18,27 @@ pytestmark = pytest.mark.anyio
 async def _gated_subscriber(
     bus: Bus, policy: str, buffer: int = 2
 ) -> tuple[anyio.Event, list[int]]:
-    gate = anyio.Event()
+    gate, taken = anyio.Event(), anyio.Event()
     seen: list[int] = []
 
     async def slow(msg: Ping) -> None:
+        taken.set()
         await gate.wait()
         seen.append(msg.n)
 
     bus.subscribe(PING, slow, buffer=buffer, policy=policy, name=policy)  # type: ignore[arg-type]
     await bus.publish(PING, Ping(n=0))
-    await anyio.sleep(0.01)  # the worker takes message 0 and waits on the gate
+    with anyio.fail_after(10):
+        await taken.wait()  # the worker took message 0 and waits on the gate
     return gate, seen
+
+
+async def _received(bus: Bus, name: str, n: int) -> None:
+    """Wait until subscription ``name`` has had ``n`` messages (over NATS they come back
+    from the server some time after they were published)."""
+    with anyio.fail_after(10):
+        while next(s for s in bus.stats().subscriptions if s.name == name).received < n:  # noqa: ASYNC110
+            await anyio.sleep(0.005)
 
 
 @pytest.mark.local_only(
@@ -63,6 +73,7 @@ async def test_drop_oldest_keeps_the_newest_and_dead_letters_the_oldest(bus: Bus
     gate, seen = await _gated_subscriber(bus, "drop_oldest")
     for n in (1, 2, 3, 4):
         await bus.publish(PING, Ping(n=n))
+    await _received(bus, "drop_oldest", 5)
     gate.set()
     await bus.drain()
     assert seen == [0, 3, 4]
@@ -80,6 +91,7 @@ async def test_drop_newest_keeps_the_oldest_and_dead_letters_the_newest(bus: Bus
     gate, seen = await _gated_subscriber(bus, "drop_newest")
     for n in (1, 2, 3, 4):
         await bus.publish(PING, Ping(n=n))
+    await _received(bus, "drop_newest", 5)
     gate.set()
     await bus.drain()
     assert seen == [0, 1, 2]

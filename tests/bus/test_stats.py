@@ -40,14 +40,16 @@ async def test_counters_per_subject_and_per_subscription(bus: Bus) -> None:
 
 
 async def test_the_identity_holds_mid_flight_not_only_when_quiescent(bus: Bus) -> None:
-    gate = anyio.Event()
+    gate, taken = anyio.Event(), anyio.Event()
 
     async def gated(msg: Ping) -> None:
+        taken.set()
         await gate.wait()
 
     bus.subscribe(PING, gated, buffer=4, policy="drop_newest")
     await bus.publish(PING, Ping(n=0))
-    await anyio.sleep(0.01)  # the worker takes it and waits on the gate
+    with anyio.fail_after(10):
+        await taken.wait()  # the worker took it and waits on the gate
     for n in range(1, 8):
         await bus.publish(PING, Ping(n=n))
     with anyio.fail_after(5):
