@@ -27,15 +27,23 @@ SECONDS_PER_JOB = 0.8
 
 class Jobs(Actor):
     concurrency = 4
+    seconds = SECONDS_PER_JOB
 
     @handler(JOBS, queue="jobs")
     async def work(self, job: Job) -> Done:
-        await anyio.sleep(SECONDS_PER_JOB)
+        await anyio.sleep(self.seconds)
         return Done(n=job.n, by=os.getpid())
 
 
 def jobs(bus: Bus) -> Jobs:
     return Jobs("jobs")
+
+
+def held_jobs(bus: Bus) -> Jobs:
+    """Jobs that take a minute: a worker doing them holds its messages until it is killed."""
+    held = Jobs("jobs")
+    held.seconds = 60.0
+    return held
 
 
 def nothing(bus: Bus) -> Actor:

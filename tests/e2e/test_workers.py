@@ -148,13 +148,25 @@ async def test_a_worker_killed_holding_durable_tasks_loses_none(
     nats_server: NatsServer,
 ) -> None:
     import anyio
+    import nats
 
     from bus import Bus
+    from bus.transport._durable import stream_name
 
-    from .durable_jobs import JOBS, SECONDS_PER_JOB, Done, Job
+    from .durable_jobs import JOBS, Done, Job
 
     spec = "tests.e2e.durable_jobs:jobs"
     async with Bus("caller", transport=nats_server.url) as caller:
+
+        async def held_by_workers() -> int:
+            """The messages delivered to the group and not acknowledged (the server's view)."""
+            nc = await nats.connect(nats_server.url)
+            try:
+                info = await nc.jetstream().consumer_info(stream_name(JOBS.subject), "q_jobs")
+                return int(info.num_ack_pending)
+            finally:
+                await nc.close()
+
         replies: list[Done] = []
 
         async def ask(n: int) -> None:
@@ -164,8 +176,10 @@ async def test_a_worker_killed_holding_durable_tasks_loses_none(
             for n in range(12):
                 group.start_soon(ask, n)
             await caller.drain(5)  # all 12 kept by the server before any worker is up
-            with worker(nats_server.url, spec) as doomed:
-                await anyio.sleep(SECONDS_PER_JOB / 2)  # it holds them, mid-way through 4
+            with worker(nats_server.url, "tests.e2e.durable_jobs:held_jobs") as doomed:
+                with anyio.fail_after(20):
+                    while await held_by_workers() < 4:  # noqa: ASYNC110 - it holds 4, mid-way
+                        await anyio.sleep(0.05)
                 doomed.kill()  # SIGKILL: no drain, no acknowledgement
                 doomed.wait()
             assert replies == []
