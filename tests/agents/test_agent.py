@@ -65,7 +65,7 @@ async def world(
     mock = MockLLM(policy, faults=faults, latency=latency)
     async with mock as url, Bus("agents", request_timeout=30) as bus:
         await bus.add(InMemoryStore())
-        runner = ToolExecutor(tools, default_timeout=0.5) if executor else None
+        runner = ToolExecutor(tools, default_timeout=10) if executor else None
         if runner is not None:
             await bus.add(runner)
         endpoint = Endpoint(name="mock", base_url=url, model="mock-1", max_concurrency=64)
@@ -270,14 +270,16 @@ async def test_a_step_ended_by_the_deadline_before_the_next_window_is_remembered
     # The deadline falls between a step's act and the next window request (the one that
     # would have stored the step): a slow event subscriber holds step 2's step_started
     # publish until the deadline. The step's messages are stored all the same.
+    # (The deadline leaves step 1 — an HTTP call, a window, a tool — time on a slow machine;
+    # the reader, held from step 1 on, is held past the deadline however late that comes.)
     async def slow_reader(event: AgentEvent) -> None:
         if event.kind == "tool_called":
-            await anyio.sleep(0.6)  # tool_answered then fills the buffer of 1
+            await anyio.sleep(2.0)  # tool_answered then fills the buffer of 1
 
     policy = Policy([Rule(tool_calls=calls(("calculator", {"expression": "6*7"})))])
     async with world(policy, [calculator]) as w:
         w.bus.subscribe(events_topic("held"), slow_reader, buffer=1)
-        await w.bus.add(Agent("held", "You are held.", tools=[calculator], deadline=0.3))
+        await w.bus.add(Agent("held", "You are held.", tools=[calculator], deadline=1.5))
         with pytest.raises(TaskTimeout, match=r"\(step 2\)"):
             await ask(w.bus, "held", "compute", conversation_id="c-held")
         stored = await w.memory("c-held")
