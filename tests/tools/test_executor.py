@@ -225,10 +225,11 @@ async def test_the_executor_limit_bounds_all_tools_together(bus: Bus) -> None:
 
 
 async def test_the_time_limit_does_not_count_waiting_for_a_slot(bus: Bus) -> None:
-    # four calls one at a time: the last waits 0.3s for its slot, past the 0.25s limit
-    @tool(concurrency=1, timeout=0.25)
+    # four calls one at a time: the last waits 2.4s for its slot, past the 2s limit (each
+    # call itself has 1.2 s to spare on a loaded machine)
+    @tool(concurrency=1, timeout=2)
     async def takes_a_while() -> str:
-        await anyio.sleep(0.1)
+        await anyio.sleep(0.8)
         return "done"
 
     await bus.add(ToolExecutor([takes_a_while]))
@@ -492,7 +493,11 @@ async def test_a_sync_call_given_up_before_a_thread_took_it_never_runs() -> None
         executor = ToolExecutor([slow], concurrency=1)  # one thread: the rest queue
         await bus.add(executor)
         async with anyio.create_task_group() as tg:
-            for n in range(3):
+            tg.start_soon(run, bus, call("slow", '{"n": 0}'))
+            with anyio.fail_after(10):  # the one thread took call 0 (its own timeout aside)
+                while not started:  # noqa: ASYNC110
+                    await anyio.sleep(0.001)
+            for n in (1, 2):
                 tg.start_soon(run, bus, call("slow", f'{{"n": {n}}}'))
     gate.set()
     await anyio.sleep(0.1)
