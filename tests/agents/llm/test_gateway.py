@@ -135,7 +135,7 @@ async def test_a_retry_after_beyond_the_deadline_fails_at_once() -> None:
         started = time.monotonic()
         with pytest.raises(DeadlineExceeded, match="Retry-After 60s is past"):
             await chat(bus, ask(timeout=5.0))
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 4.0  # failed at once, not at the 5 s deadline
     assert server.stats().requests == 1
 
 

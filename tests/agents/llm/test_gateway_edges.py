@@ -484,7 +484,7 @@ async def test_while_the_primary_is_paused_later_calls_go_to_the_fallback() -> N
             await bus.add(gateway)
             started = time.monotonic()
             results = [await chat(bus, ask(f"q{i}", timeout=2)) for i in range(3)]
-            assert time.monotonic() - started < 1  # nobody waited out the pause
+            assert time.monotonic() - started < 5  # nobody waited out the pause (60 s)
     assert [r.endpoint for r in results] == ["fallback"] * 3
 
 
