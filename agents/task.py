@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -33,6 +34,9 @@ DEFAULT_TASK_DEADLINE = 300.0  # seconds, when neither the task nor the agent se
 TASK_GRID_WIDTH = 0.1  # seconds at most that a task's deadline fires late (<< ASK_MARGIN)
 DEADLINE_SLACK = 0.05  # seconds: an LLM error this near a task's deadline is the deadline
 ASK_MARGIN = 1.0  # seconds the bus waits past a task's own deadline for the agent's answer
+REPORT_GRACE = ASK_MARGIN / 2  # seconds a failure's event may hold the answer past the deadline
+
+log = logging.getLogger("hivebus.agents")
 
 
 class Task(Message, frozen=True, kw_only=True):
@@ -232,6 +236,16 @@ async def answer_by_deadline(
     """
     deadline = TaskDeadline(grid, timeout)
     ends = time.monotonic() + timeout - DEADLINE_SLACK
+
+    async def report(text: str) -> None:
+        # The answer is owed by the deadline: an event whose subscribers have no room
+        # (a slow reader of the agent's events) may hold it only REPORT_GRACE past that.
+        try:
+            async with asyncio.timeout(max(ends - time.monotonic(), 0.0) + REPORT_GRACE):
+                await failed(text)
+        except TimeoutError:
+            log.warning("agent %r: its 'failed' event found no room in time: %s", name, text)
+
     try:
         return await work
     except asyncio.CancelledError:
@@ -240,19 +254,19 @@ async def answer_by_deadline(
         if not timed_out:
             raise  # cancelled from outside: the asker gave up, or the bus is closing
         error = task_timeout(name, timeout, step())
-        await failed(str(error))
+        await report(str(error))
         raise error from None
     except LLMError as exc:
         deadline.stop()  # (before reporting: the report may wait, and is not the work)
         if time.monotonic() < ends:
-            await failed(f"{type(exc).__name__}: {exc}")
+            await report(f"{type(exc).__name__}: {exc}")
             raise
         error = task_timeout(name, timeout, step(), f"; last: {exc}")
-        await failed(str(error))
+        await report(str(error))
         raise error from exc
     except Exception as exc:
         deadline.stop()
-        await failed(f"{type(exc).__name__}: {exc}")
+        await report(f"{type(exc).__name__}: {exc}")
         raise
     finally:
         deadline.stop()  # (again after the except clauses: it is a no-op the second time)

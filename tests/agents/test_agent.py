@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -289,6 +290,32 @@ async def test_a_step_ended_by_the_deadline_before_the_next_window_is_remembered
             "ToolMessage",
         ]
         assert stored[2].content == "42"
+
+
+async def test_a_reader_of_the_events_that_never_reads_does_not_hold_the_answer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The task's deadline passes with its step-2 event stuck behind a full buffer; its
+    # 'failed' event cannot get in either. The answer is owed all the same: the report
+    # waits REPORT_GRACE at most (it held the asker forever).
+    from agents.task import REPORT_GRACE
+
+    stuck = anyio.Event()
+
+    async def stuck_reader(event: AgentEvent) -> None:
+        if event.kind == "tool_called":
+            await stuck.wait()
+
+    policy = Policy([Rule(tool_calls=calls(("calculator", {"expression": "6*7"})))])
+    async with world(policy, [calculator]) as w:
+        w.bus.subscribe(events_topic("stuck"), stuck_reader, buffer=1)
+        await w.bus.add(Agent("stuck", "You are stuck.", tools=[calculator], deadline=1.0))
+        started = time.monotonic()
+        with anyio.fail_after(20), pytest.raises(TaskTimeout, match=r"within 1s \(step 2\)"):
+            await ask(w.bus, "stuck", "compute")  # no timeout of its own: the agent's deadline
+        assert time.monotonic() - started >= 1.0 + REPORT_GRACE - 0.1
+        assert "its 'failed' event found no room in time" in caplog.text
+        stuck.set()
 
 
 async def test_cancelling_a_task_mid_step_leaves_nothing_running() -> None:
