@@ -217,6 +217,19 @@ def task_timeout(name: str, timeout: float, steps: int, last: str = "") -> TaskT
     )
 
 
+async def _report(
+    name: str, failed: Callable[[str], Awaitable[None]], text: str, ends: float
+) -> None:
+    """Report what ended a task. Its answer is owed by the deadline (``ends``): an event
+    whose subscribers have no room (a slow reader of the agent's events) may hold it only
+    REPORT_GRACE past that (it held the answer, and an ask without a timeout, forever)."""
+    try:
+        async with asyncio.timeout(max(ends - time.monotonic(), 0.0) + REPORT_GRACE):
+            await failed(text)
+    except TimeoutError:
+        log.warning("agent %r: its 'failed' event found no room in time: %s", name, text)
+
+
 async def answer_by_deadline(
     name: str,
     timeout: float,
@@ -237,15 +250,6 @@ async def answer_by_deadline(
     deadline = TaskDeadline(grid, timeout)
     ends = time.monotonic() + timeout - DEADLINE_SLACK
 
-    async def report(text: str) -> None:
-        # The answer is owed by the deadline: an event whose subscribers have no room
-        # (a slow reader of the agent's events) may hold it only REPORT_GRACE past that.
-        try:
-            async with asyncio.timeout(max(ends - time.monotonic(), 0.0) + REPORT_GRACE):
-                await failed(text)
-        except TimeoutError:
-            log.warning("agent %r: its 'failed' event found no room in time: %s", name, text)
-
     try:
         return await work
     except asyncio.CancelledError:
@@ -254,19 +258,19 @@ async def answer_by_deadline(
         if not timed_out:
             raise  # cancelled from outside: the asker gave up, or the bus is closing
         error = task_timeout(name, timeout, step())
-        await report(str(error))
+        await _report(name, failed, str(error), ends)
         raise error from None
     except LLMError as exc:
         deadline.stop()  # (before reporting: the report may wait, and is not the work)
         if time.monotonic() < ends:
-            await report(f"{type(exc).__name__}: {exc}")
+            await _report(name, failed, f"{type(exc).__name__}: {exc}", ends)
             raise
         error = task_timeout(name, timeout, step(), f"; last: {exc}")
-        await report(str(error))
+        await _report(name, failed, str(error), ends)
         raise error from exc
     except Exception as exc:
         deadline.stop()
-        await report(f"{type(exc).__name__}: {exc}")
+        await _report(name, failed, f"{type(exc).__name__}: {exc}", ends)
         raise
     finally:
         deadline.stop()  # (again after the except clauses: it is a no-op the second time)
